@@ -1,0 +1,6 @@
+//! hookledger: an idempotent webhook receiver.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dedup;
+pub mod sources;
