@@ -1,1 +1,75 @@
-fn main() {}
+//! The `hookledger` binary: parses the command line, loads the config and
+//! runs a subcommand. The only place that exits on error.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use hookledger::cli::{Cli, Command};
+use hookledger::clock::{Clock, SystemClock};
+use hookledger::config::{self, ProcessEnv};
+use hookledger::startup::Application;
+use hookledger::store::Store;
+use hookledger::{replay, telemetry};
+
+fn main() -> ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookledger: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = || -> anyhow::Result<config::Config> {
+        Ok(match &cli.config {
+            Some(path) => config::load_file(path, &ProcessEnv)?,
+            None => config::load(&ProcessEnv)?,
+        })
+    };
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => {
+            let config = load()?;
+            let bind = config.server.bind.clone();
+            let backend = Store::connect(&config.server.database_url).await?.backend();
+            let app = Application::build(config, Arc::new(SystemClock), true).await?;
+            tracing::info!(%bind, backend, "hookledger listening");
+            app.run_until_signal().await?;
+        }
+        Command::Migrate => {
+            let config = load()?;
+            Store::open(&config.server.database_url)
+                .await
+                .context("migrating the database")?;
+            println!("database is up to date");
+        }
+        Command::Prune { older_than } => {
+            let config = load()?;
+            let store = Store::open(&config.server.database_url).await?;
+            let before = SystemClock.now_ms() - (*older_than as i64).saturating_mul(1000);
+            let dropped = store.prune(before).await?;
+            println!("pruned {dropped} ledger rows");
+        }
+        Command::Replay {
+            paths,
+            url,
+            times,
+            concurrency,
+        } => {
+            let config = load()?;
+            let summary = replay::run(&config, paths, url, *times, *concurrency).await?;
+            println!("{summary}");
+            if !summary.all_succeeded() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,111 @@
+//! The one mapping from failures to HTTP answers. Every error answer has the
+//! SPEC's envelope `{"error":{"code":"…","message":"…"}}` with a stable
+//! `code`; 5xx answers never show internals (the cause is logged once, here).
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::sources::SignatureError;
+use crate::store::StoreError;
+
+/// Seconds a caller should wait before retrying a 503 or 429.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no source named {0:?} is configured")]
+    UnknownSource(String),
+    #[error("content type must be application/json or application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Signature(#[from] SignatureError),
+    #[error("{0}")]
+    InvalidPayload(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("a valid admin bearer token is required")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many requests in flight; retry shortly")]
+    Overloaded,
+    #[error("storage is unavailable; retry shortly")]
+    StorageUnavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::StorageUnavailable(e)
+    }
+}
+
+impl ApiError {
+    /// The stable machine-readable code of SPEC §3/§5.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownSource(_) => "unknown_source",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Signature(SignatureError::Missing) => "missing_signature",
+            ApiError::Signature(SignatureError::Invalid) => "invalid_signature",
+            ApiError::Signature(SignatureError::TimestampOutOfTolerance) => {
+                "timestamp_out_of_tolerance"
+            }
+            ApiError::InvalidPayload(_) => "invalid_payload",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Overloaded => "overloaded",
+            ApiError::StorageUnavailable(_) => "storage_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownSource(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Signature(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidPayload(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = match self {
+            // The cause chain is for the log, never for the caller.
+            ApiError::StorageUnavailable(cause) => {
+                tracing::error!(error = %cause, "storage unavailable");
+                self.to_string()
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
+        let mut response = HttpResponse::build(status);
+        if matches!(self, ApiError::StorageUnavailable(_) | ApiError::Overloaded) {
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(json!({ "error": { "code": self.code(), "message": message } }))
+    }
+}

@@ -1,0 +1,285 @@
+//! The admin API (SPEC §5): duplicates, events, one event, replay, stats.
+//! Every route needs `Authorization: Bearer <admin_token>`, compared in
+//! constant time. Lists are newest first with opaque keyset cursors.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::clock::{parse_rfc3339, rfc3339};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::admin::{DuplicateFilter, EventFilter, EventRow, STATUSES};
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 500;
+
+/// Checks the bearer token. Both sides are hashed first so the comparison
+/// takes the same time whatever the length of the guess.
+fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    let expected = Sha256::digest(state.config.server.admin_token.expose().as_bytes());
+    let given = Sha256::digest(presented.trim().as_bytes());
+    if bool::from(expected.ct_eq(&given)) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    source: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// 1..=500, default 50, clamped above; 0, empty or non-digits are errors.
+fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+    let Some(raw) = raw else { return Ok(DEFAULT_LIMIT) };
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::InvalidQuery("limit must be a whole number from 1 to 500".into()));
+    }
+    // Digits only: an overflow just means "very large".
+    let n = raw.parse::<i64>().unwrap_or(i64::MAX);
+    if n == 0 {
+        return Err(ApiError::InvalidQuery("limit must be a whole number from 1 to 500".into()));
+    }
+    Ok(n.min(MAX_LIMIT))
+}
+
+fn parse_since(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    raw.map(|s| {
+        parse_rfc3339(s).ok_or_else(|| ApiError::InvalidQuery("since must be an RFC 3339 time".into()))
+    })
+    .transpose()
+}
+
+fn non_empty(raw: &Option<String>) -> Option<String> {
+    raw.as_ref().filter(|s| !s.is_empty()).cloned()
+}
+
+/// Cursors are the position of the last row shown, in base64url, tagged by
+/// list so one list's cursor is refused by another.
+fn encode_cursor(tag: &str, parts: &[i64]) -> String {
+    let text = std::iter::once(tag.to_string())
+        .chain(parts.iter().map(i64::to_string))
+        .collect::<Vec<_>>()
+        .join(":");
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i64>, ApiError> {
+    let bad = || ApiError::InvalidQuery("cursor is not valid".into());
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let mut fields = text.split(':');
+    if fields.next() != Some(tag) {
+        return Err(bad());
+    }
+    let parts: Vec<i64> = fields.map(|f| f.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    if parts.len() != arity {
+        return Err(bad());
+    }
+    Ok(parts)
+}
+
+fn opt_time(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
+}
+
+fn event_json(row: &EventRow) -> Value {
+    json!({
+        "id": row.id,
+        "source": row.source,
+        "dedup_key": row.dedup_key,
+        "strategy": row.strategy,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "provider_event_id": row.provider_event_id,
+        "action": row.action,
+        "object_type": row.object_type,
+        "object_id": row.object_id,
+        "received_at": rfc3339(row.received_at),
+        "processed_at": opt_time(row.processed_at),
+    })
+}
+
+fn duplicate_json(row: &EventRow) -> Value {
+    json!({
+        "id": row.id,
+        "source": row.source,
+        "dedup_key": row.dedup_key,
+        "strategy": row.strategy,
+        "first_received_at": rfc3339(row.received_at),
+        "last_duplicate_at": opt_time(row.last_duplicate_at),
+        "duplicates": row.duplicates,
+        "payload_differs": row.payload_differs,
+    })
+}
+
+/// Trims the extra row read to detect another page, and builds the page.
+fn page(mut rows: Vec<EventRow>, limit: i64, item: fn(&EventRow) -> Value, cursor: impl Fn(&EventRow) -> String) -> Value {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(cursor) } else { None };
+    json!({ "items": rows.iter().map(item).collect::<Vec<_>>(), "next_cursor": next })
+}
+
+pub async fn duplicates(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let limit = parse_limit(query.limit.as_deref())?;
+    let before = match query.cursor.as_deref() {
+        Some(raw) => {
+            let parts = decode_cursor("d", raw, 2)?;
+            Some((parts[0], parts[1]))
+        }
+        None => None,
+    };
+    let filter = DuplicateFilter {
+        source: non_empty(&query.source),
+        since_ms: parse_since(query.since.as_deref())?,
+        before,
+    };
+    let rows = state.store.duplicates(&filter, limit).await?;
+    Ok(HttpResponse::Ok().json(page(rows, limit, duplicate_json, |r| {
+        encode_cursor("d", &[r.last_duplicate_at.unwrap_or(0), r.id])
+    })))
+}
+
+pub async fn events(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let limit = parse_limit(query.limit.as_deref())?;
+    let status = non_empty(&query.status);
+    if let Some(s) = &status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::InvalidQuery(format!(
+                "status must be one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let before_id = match query.cursor.as_deref() {
+        Some(raw) => Some(decode_cursor("e", raw, 1)?[0]),
+        None => None,
+    };
+    let filter = EventFilter {
+        status,
+        source: non_empty(&query.source),
+        since_ms: parse_since(query.since.as_deref())?,
+        before_id,
+    };
+    let rows = state.store.events(&filter, limit).await?;
+    Ok(HttpResponse::Ok().json(page(rows, limit, event_json, |r| encode_cursor("e", &[r.id]))))
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("no event with id {raw:.32}")))
+}
+
+pub async fn event(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let id = parse_id(&id)?;
+    let detail = state
+        .store
+        .event(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
+    let mut body = event_json(&detail.row);
+    let payload: Value = serde_json::from_str(&detail.payload).unwrap_or(Value::Null);
+    body["payload"] = payload;
+    body["duplicates"] = json!(detail.row.duplicates);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+pub async fn replay(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let id = parse_id(&id)?;
+    if state.store.replay(id, state.clock.now_ms()).await? {
+        return Ok(HttpResponse::Accepted().json(json!({ "status": "pending", "id": id })));
+    }
+    match state.store.event_status(id).await?.as_deref() {
+        None => Err(ApiError::NotFound(format!("no event with id {id}"))),
+        Some("processing") => Err(ApiError::Conflict(format!("event {id} is being processed"))),
+        Some("ignored") => Err(ApiError::Conflict(format!("event {id} is ignored and is never processed"))),
+        Some(_) => Err(ApiError::Conflict(format!(
+            "another delivery with the coalesce key of event {id} is pending"
+        ))),
+    }
+}
+
+pub async fn stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &request)?;
+    let stats = state.store.stats().await?;
+    // Configured sources appear even before their first delivery.
+    let mut by_source = stats.by_source;
+    for name in state.sources.keys() {
+        by_source
+            .entry(name.clone())
+            .or_insert_with(|| STATUSES.iter().map(|s| (s.to_string(), 0)).collect());
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "total": stats.total,
+        "duplicates": stats.duplicates,
+        "by_status": stats.by_status,
+        "by_source": by_source,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_defaults_clamps_and_refuses_non_digits() {
+        assert_eq!(parse_limit(None).unwrap(), 50);
+        assert_eq!(parse_limit(Some("1")).unwrap(), 1);
+        assert_eq!(parse_limit(Some("500")).unwrap(), 500);
+        assert_eq!(parse_limit(Some("501")).unwrap(), 500);
+        assert_eq!(parse_limit(Some("99999999999999999999999")).unwrap(), 500);
+        for bad in ["0", "", "-1", "+5", "1.5", "ten", " 5", "0x10"] {
+            assert!(parse_limit(Some(bad)).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_other_lists() {
+        let c = encode_cursor("d", &[1_700_000_000_000, 42]);
+        assert_eq!(decode_cursor("d", &c, 2).unwrap(), vec![1_700_000_000_000, 42]);
+        assert!(decode_cursor("e", &c, 1).is_err());
+        assert!(decode_cursor("d", "not base64!", 2).is_err());
+        assert!(decode_cursor("e", &encode_cursor("e", &[1, 2]), 1).is_err());
+    }
+}

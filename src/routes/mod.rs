@@ -1,0 +1,32 @@
+//! HTTP only: each handler extracts, calls `sources` / `dedup` / `store`,
+//! and maps the result to an answer. Routing lives in [`configure`].
+
+pub mod admin;
+pub mod health;
+pub mod webhooks;
+
+use actix_web::web;
+
+use crate::error::ApiError;
+
+/// Mounts every route of the service.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let query_errors = web::QueryConfig::default()
+        .error_handler(|err, _req| ApiError::InvalidQuery(format!("bad query string: {err}")).into());
+    let path_errors = web::PathConfig::default()
+        .error_handler(|_err, _req| ApiError::NotFound("no such resource".into()).into());
+    cfg.app_data(query_errors)
+        .app_data(path_errors)
+        .route("/webhooks/{source}", web::post().to(webhooks::receive))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(health::metrics))
+        .service(
+            web::scope("/admin")
+                .route("/duplicates", web::get().to(admin::duplicates))
+                .route("/events", web::get().to(admin::events))
+                .route("/events/{id}", web::get().to(admin::event))
+                .route("/events/{id}/replay", web::post().to(admin::replay))
+                .route("/stats", web::get().to(admin::stats)),
+        );
+}

@@ -1,0 +1,175 @@
+//! Building and running the application: open the store, start the ledger
+//! writers, bind the HTTP server, start the workers. Tests use the same path
+//! (`Application::build` on port 0), so what they exercise is what runs.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ingest::{BatchSettings, Ingestor};
+use crate::metrics::Metrics;
+use crate::sources::Source;
+use crate::state::AppState;
+use crate::store::Store;
+use crate::worker::Worker;
+
+/// Ledger writer tasks on PostgreSQL: enough to keep a few commits in
+/// flight while the next batch gathers.
+const POSTGRES_WRITERS: usize = 4;
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: web::Data<AppState>,
+    worker: Worker,
+    shutdown: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Opens (and migrates) the database and binds the server. Workers run
+    /// only when `run_workers` is set and `server.workers > 0`.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>, run_workers: bool) -> anyhow::Result<Application> {
+        let store = Store::open(&config.server.database_url)
+            .await
+            .context("opening the database")?;
+        let listener = TcpListener::bind(&config.server.bind)
+            .with_context(|| format!("binding {}", config.server.bind))?;
+        Application::with_parts(config, clock, store, listener, run_workers)
+    }
+
+    pub fn with_parts(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        store: Store,
+        listener: TcpListener,
+        run_workers: bool,
+    ) -> anyhow::Result<Application> {
+        let port = listener.local_addr()?.port();
+        let config = Arc::new(config);
+        let sources: Arc<HashMap<String, Arc<Source>>> = Arc::new(
+            config
+                .sources
+                .iter()
+                .map(|(name, c)| (name.clone(), Arc::new(Source::new(c.clone()))))
+                .collect(),
+        );
+        let metrics = Arc::new(Metrics::new());
+        let max_in_flight = config.server.max_in_flight;
+        let (ingestor, writers) = Ingestor::start(
+            store.clone(),
+            BatchSettings {
+                max_rows: config.server.batch_max_rows,
+                linger: Duration::from_micros(config.server.batch_linger_us),
+                writers: if matches!(store, Store::Postgres(_)) { POSTGRES_WRITERS } else { 1 },
+                queue: max_in_flight,
+            },
+        );
+        let state = web::Data::new(AppState {
+            config: config.clone(),
+            sources: (*sources).clone(),
+            store: store.clone(),
+            ingestor,
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        });
+        let worker = Worker::new(store, config.clone(), sources, clock, metrics);
+        let shutdown = CancellationToken::new();
+        let mut background = writers;
+        if run_workers && config.server.workers > 0 {
+            background.push(tokio::spawn(
+                worker.clone().run(config.server.workers, shutdown.clone()),
+            ));
+        }
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(crate::routes::configure)
+        })
+        .listen(listener)?
+        .shutdown_timeout(config.server.shutdown_grace_secs)
+        .disable_signals()
+        .run();
+        Ok(Application {
+            port,
+            server,
+            state,
+            worker,
+            shutdown,
+            background,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
+    /// A worker sharing this application's store, clock and metrics, for
+    /// driving processing by hand.
+    pub fn worker(&self) -> Worker {
+        self.worker.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stops accepting, lets in-flight
+    /// requests and workers finish (up to the grace period) and returns.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let shutdown = self.shutdown.clone();
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: no new requests; finishing in-flight work");
+            shutdown.cancel();
+            handle.stop(true).await;
+        });
+        self.server.await?;
+        let Application { background, state, .. } = self;
+        // Workers watch the token; ledger writers end once the server (and
+        // with it every Ingestor handle) is gone.
+        drop(state);
+        if tokio::time::timeout(grace, futures_util::future::join_all(background))
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; exiting with work still running (leases will expire)");
+        }
+        Ok(())
+    }
+
+    /// Serves until the returned future is dropped (tests spawn this).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,184 @@
+//! Read models for the admin API and housekeeping (prune). Listing is keyset
+//! paginated: a page asks for one row more than its limit to learn whether
+//! another page follows, and the next page starts strictly after the last
+//! row shown, so every row is visited once.
+
+use std::collections::BTreeMap;
+
+use sqlx::FromRow;
+
+use super::{with_pool, Store, StoreError};
+
+/// One ledger row as the admin API shows it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub source: String,
+    pub dedup_key: String,
+    pub strategy: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub provider_event_id: Option<String>,
+    pub action: Option<String>,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub received_at: i64,
+    pub processed_at: Option<i64>,
+    pub duplicates: i64,
+    pub last_duplicate_at: Option<i64>,
+    pub payload_differs: bool,
+}
+
+/// The same, with the stored payload (JSON text).
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub row: EventRow,
+    pub payload: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub status: Option<String>,
+    pub source: Option<String>,
+    /// `received_at >= since`
+    pub since_ms: Option<i64>,
+    /// Rows with `id < before_id` (the cursor).
+    pub before_id: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct DuplicateFilter {
+    pub source: Option<String>,
+    /// `last_duplicate_at >= since`
+    pub since_ms: Option<i64>,
+    /// Rows after `(last_duplicate_at, id)` in newest-first order (the cursor).
+    pub before: Option<(i64, i64)>,
+}
+
+pub const STATUSES: [&str; 6] = ["pending", "processing", "done", "failed", "dead", "ignored"];
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub total: i64,
+    pub duplicates: i64,
+    /// status → count, every status present.
+    pub by_status: BTreeMap<String, i64>,
+    /// source → status → count.
+    pub by_source: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+const EVENT_COLUMNS: &str = "id, source, dedup_key, strategy, status, attempts, last_error, \
+provider_event_id, action, object_type, object_id, received_at, processed_at, duplicates, \
+last_duplicate_at, payload_differs";
+
+impl Store {
+    pub async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS}, payload FROM events WHERE id = $1");
+        let row = with_pool!(self, pool => {
+            let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
+            match row {
+                Some(row) => {
+                    use sqlx::Row;
+                    Some(EventDetail { row: EventRow::from_row(&row)?, payload: row.try_get("payload")? })
+                }
+                None => None,
+            }
+        });
+        Ok(row)
+    }
+
+    /// Newest first; `limit + 1` rows are read so the caller can tell whether
+    /// another page follows.
+    pub async fn events(&self, filter: &EventFilter, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
+               AND (CAST($2 AS TEXT) IS NULL OR source = $2) \
+               AND (CAST($3 AS BIGINT) IS NULL OR received_at >= $3) \
+               AND (CAST($4 AS BIGINT) IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        );
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(&filter.status)
+                .bind(&filter.source)
+                .bind(filter.since_ms)
+                .bind(filter.before_id)
+                .bind(limit + 1)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Rows delivered more than once, newest duplicate first.
+    pub async fn duplicates(&self, filter: &DuplicateFilter, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE duplicates > 0 \
+               AND (CAST($1 AS TEXT) IS NULL OR source = $1) \
+               AND (CAST($2 AS BIGINT) IS NULL OR last_duplicate_at >= $2) \
+               AND (CAST($3 AS BIGINT) IS NULL OR last_duplicate_at < $3 \
+                    OR (last_duplicate_at = $3 AND id < $4)) \
+             ORDER BY last_duplicate_at DESC, id DESC LIMIT $5"
+        );
+        let (at, id) = match filter.before {
+            Some((at, id)) => (Some(at), Some(id)),
+            None => (None, None),
+        };
+        Ok(with_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(&filter.source)
+                .bind(filter.since_ms)
+                .bind(at)
+                .bind(id)
+                .bind(limit + 1)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT source, status, COUNT(*), CAST(COALESCE(SUM(duplicates), 0) AS BIGINT) \
+                 FROM events GROUP BY source, status",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        let zeroes: BTreeMap<String, i64> = STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+        let mut stats = Stats {
+            by_status: zeroes.clone(),
+            ..Stats::default()
+        };
+        for (source, status, count, duplicates) in rows {
+            stats.total += count;
+            stats.duplicates += duplicates;
+            *stats.by_status.entry(status.clone()).or_default() += count;
+            *stats
+                .by_source
+                .entry(source)
+                .or_insert_with(|| zeroes.clone())
+                .entry(status)
+                .or_default() += count;
+        }
+        Ok(stats)
+    }
+
+    /// Drops finished ledger rows received before `before_ms` (never pending,
+    /// processing or failed ones); returns how many.
+    pub async fn prune(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = with_pool!(self, pool => {
+            sqlx::query(
+                "DELETE FROM events WHERE received_at < $1 \
+                 AND status NOT IN ('pending', 'processing', 'failed')",
+            )
+            .bind(before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(done)
+    }
+}

@@ -1,0 +1,200 @@
+//! Recording deliveries: the one place that decides first-seen versus
+//! duplicate. A delivery's row is inserted with `INSERT … ON CONFLICT DO
+//! NOTHING RETURNING id`; a returned id means first-seen (and the row, status
+//! `pending`, *is* the processing job), no id means a row with that key
+//! exists, and the duplicate is counted on it with one guarded `UPDATE …
+//! RETURNING`. Several deliveries can be recorded in one transaction (group
+//! commit); each learns its own outcome, and none is answered before the
+//! commit.
+
+use super::{Store, StoreError};
+use crate::dedup::Strategy;
+
+/// One delivery to record.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub source: String,
+    pub dedup_key: String,
+    /// Payload-hash keys: the same hash in the previous time bucket. A row
+    /// holding it makes this delivery its duplicate.
+    pub previous_key: Option<String>,
+    pub strategy: Strategy,
+    /// An `ignore` action: recorded once, never processed.
+    pub ignored: bool,
+    pub provider_event_id: Option<String>,
+    pub action: Option<String>,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    /// The provider's event time, else the arrival time (Unix ms).
+    pub event_time_ms: i64,
+    /// The parsed body as JSON text.
+    pub payload: String,
+    /// SHA-256 of the body's canonical form.
+    pub body_hash: String,
+    pub received_at_ms: i64,
+}
+
+/// What recording a delivery decided. `id` is always the ledger row that
+/// holds the event (for a duplicate: the first delivery's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Accepted { id: i64 },
+    /// `previous_bucket`: the row holds the payload hash of the previous time
+    /// bucket (its key is the delivery's `previous_key`).
+    Duplicate { id: i64, previous_bucket: bool },
+    Ignored { id: i64 },
+}
+
+impl RecordOutcome {
+    pub fn id(self) -> i64 {
+        match self {
+            RecordOutcome::Accepted { id }
+            | RecordOutcome::Duplicate { id, .. }
+            | RecordOutcome::Ignored { id } => id,
+        }
+    }
+}
+
+const INSERT_EVENT: &str = "\
+INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action, \
+    object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+ON CONFLICT DO NOTHING RETURNING id";
+
+/// Counts a duplicate on the row holding `dedup_key`. A coalesce key names
+/// only its pending row: once claimed, the next delivery is first-seen again.
+const RECORD_DUPLICATE: &str = "\
+UPDATE events SET duplicates = duplicates + 1, last_duplicate_at = $1, \
+    payload_differs = (payload_differs OR body_hash <> $2) \
+WHERE source = $3 AND dedup_key = $4 AND (strategy <> 'coalesce' OR status = 'pending') \
+RETURNING id, status";
+
+/// PostgreSQL: serializes payload-hash deliveries of one body for the rest of
+/// the transaction, so "look in the previous bucket, else insert" cannot race
+/// with a copy arriving across a bucket boundary. (SQLite has one writer.)
+const PG_LOCK_HASH: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+/// A coalesce row can be claimed between our failed insert and our update;
+/// then the insert is tried again. More rounds than this means something else
+/// is wrong.
+const MAX_RECORD_ROUNDS: usize = 4;
+
+/// The per-delivery statements, expanded once per backend (the transaction
+/// types differ). Evaluates to a `RecordOutcome` or returns the error.
+macro_rules! record_in_tx {
+    ($conn:expr, $ev:expr, $postgres:expr) => {{
+        let ev: &NewEvent = $ev;
+        let mut found: Option<RecordOutcome> = None;
+        if let Some(previous) = &ev.previous_key {
+            if $postgres {
+                let lock_name = format!("{}\u{1f}{}", ev.source, hash_part(&ev.dedup_key));
+                sqlx::query(PG_LOCK_HASH).bind(lock_name).execute($conn).await?;
+            }
+            found = record_duplicate!($conn, ev, previous, true);
+        }
+        let mut rounds = 0;
+        while found.is_none() {
+            rounds += 1;
+            if rounds > MAX_RECORD_ROUNDS {
+                return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                    "could not settle dedup key after {MAX_RECORD_ROUNDS} rounds"
+                ))));
+            }
+            let inserted: Option<(i64,)> = sqlx::query_as(INSERT_EVENT)
+                .bind(&ev.source)
+                .bind(&ev.dedup_key)
+                .bind(ev.strategy.as_str())
+                .bind(if ev.ignored { "ignored" } else { "pending" })
+                .bind(&ev.provider_event_id)
+                .bind(&ev.action)
+                .bind(&ev.object_type)
+                .bind(&ev.object_id)
+                .bind(ev.event_time_ms)
+                .bind(&ev.payload)
+                .bind(&ev.body_hash)
+                .bind(ev.received_at_ms)
+                .fetch_optional($conn)
+                .await?;
+            found = match inserted {
+                Some((id,)) if ev.ignored => Some(RecordOutcome::Ignored { id }),
+                Some((id,)) => Some(RecordOutcome::Accepted { id }),
+                None => record_duplicate!($conn, ev, &ev.dedup_key, false),
+            };
+        }
+        found.expect("loop ends with an outcome")
+    }};
+}
+
+macro_rules! record_duplicate {
+    ($conn:expr, $ev:expr, $key:expr, $previous_bucket:expr) => {{
+        let row: Option<(i64, String)> = sqlx::query_as(RECORD_DUPLICATE)
+            .bind($ev.received_at_ms)
+            .bind(&$ev.body_hash)
+            .bind(&$ev.source)
+            .bind($key)
+            .fetch_optional($conn)
+            .await?;
+        row.map(|(id, status)| {
+            if status == "ignored" {
+                RecordOutcome::Ignored { id }
+            } else {
+                RecordOutcome::Duplicate {
+                    id,
+                    previous_bucket: $previous_bucket,
+                }
+            }
+        })
+    }};
+}
+
+impl Store {
+    /// Records one delivery in its own transaction.
+    pub async fn record(&self, event: &NewEvent) -> Result<RecordOutcome, StoreError> {
+        let outcomes = self.record_batch(std::slice::from_ref(event)).await?;
+        Ok(outcomes[0])
+    }
+
+    /// Records deliveries in one transaction; the outcomes are in input order
+    /// and hold only once this returns `Ok` (the commit is done). An error
+    /// means none of them was recorded.
+    pub async fn record_batch(&self, events: &[NewEvent]) -> Result<Vec<RecordOutcome>, StoreError> {
+        // Taking row locks in one global order keeps two batches on
+        // PostgreSQL from deadlocking on each other's keys.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|&a, &b| {
+            (&events[a].source, &events[a].dedup_key).cmp(&(&events[b].source, &events[b].dedup_key))
+        });
+        let mut outcomes = vec![RecordOutcome::Accepted { id: 0 }; events.len()];
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                for &i in &order {
+                    outcomes[i] = record_in_tx!(&mut *tx, &events[i], false);
+                }
+                tx.commit().await?;
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                for &i in &order {
+                    outcomes[i] = record_in_tx!(&mut *tx, &events[i], true);
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+/// `hash:<hex>:<bucket>` → `hash:<hex>`: the part shared across buckets.
+fn hash_part(key: &str) -> &str {
+    key.rsplit_once(':').map(|(head, _)| head).unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hash_part_drops_the_bucket() {
+        assert_eq!(super::hash_part("hash:abc:42"), "hash:abc");
+        assert_eq!(super::hash_part("hash:abc:-1"), "hash:abc");
+    }
+}

@@ -1,0 +1,185 @@
+//! All SQL lives here. One [`Store`] talks to either SQLite or PostgreSQL; each
+//! function holds both dialects side by side (most statements are the same
+//! text, as both accept `$N` parameters, `ON CONFLICT DO NOTHING` and
+//! `RETURNING`), so a change to one backend is seen next to the other.
+//!
+//! House rules, which the rest of the crate relies on:
+//! - outcomes come from `RETURNING` / `rows_affected`, never read-then-write;
+//! - transactions are short and never wait on the network;
+//! - state changes are guarded in the `WHERE` clause (status, lease token);
+//! - on SQLite every write transaction starts with `BEGIN IMMEDIATE`, so it
+//!   takes the write lock up front (waiting in the busy handler) instead of
+//!   failing half-way on a stale read snapshot.
+
+pub mod admin;
+pub mod domain;
+pub mod ledger;
+pub mod queue;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use ledger::{NewEvent, RecordOutcome};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request waits for a pooled connection before answering 503.
+const POOL_ACQUIRE_TIMEOUT_SECS: u64 = 5;
+/// How long SQLite waits on another writer's lock before reporting busy.
+const SQLITE_BUSY_TIMEOUT_SECS: u64 = 5;
+
+/// The database behind the ledger.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store holds. The body
+/// is compiled once per backend, so generic sqlx calls work unchanged.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Why the store could not do what was asked. Every variant means "not done":
+/// callers answer 503 and the provider retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable, locked, read-only or out of connections.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Anything else the database reported.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// A group-commit transaction this write was part of failed (its cause
+    /// is logged once by the writer).
+    #[error("ledger write failed: {0}")]
+    BatchFailed(String),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Database(e)
+        }
+    }
+}
+
+/// Busy, locked, read-only, I/O, pool and connection failures are transient
+/// from the caller's point of view.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite primary result codes (extended codes keep them in the low byte).
+            if let Ok(n) = code.parse::<i64>() {
+                return matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14);
+            }
+            // PostgreSQL: connection exceptions, insufficient resources,
+            // operator intervention (shutdown), read-only transaction.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || code == "25006"
+        }
+        _ => false,
+    }
+}
+
+/// Which database a URL names.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+impl Store {
+    /// Connects without touching the schema.
+    pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
+        if is_postgres_url(database_url) {
+            let options = PgConnectOptions::from_str(database_url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
+                .connect_lazy_with(options);
+            Ok(Store::Postgres(pool))
+        } else {
+            // WAL for concurrent readers; synchronous=FULL so a commit that was
+            // acknowledged survives a power loss, not only a process crash.
+            let options = SqliteConnectOptions::from_str(database_url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(SQLITE_BUSY_TIMEOUT_SECS))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
+                .connect_lazy_with(options);
+            Ok(Store::Sqlite(pool))
+        }
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn open(database_url: &str) -> Result<Store, StoreError> {
+        let store = Store::connect(database_url).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A cheap round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// The migration files of both backends, for the test that checks they pair up.
+pub fn migration_names() -> (Vec<String>, Vec<String>) {
+    let names = |m: &sqlx::migrate::Migrator| {
+        m.iter()
+            .map(|m| format!("{:04}_{}", m.version, m.description.replace(' ', "_")))
+            .collect()
+    };
+    (names(&SQLITE_MIGRATIONS), names(&POSTGRES_MIGRATIONS))
+}

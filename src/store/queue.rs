@@ -1,0 +1,279 @@
+//! The ledger as a work queue. Workers claim due events with a lease (a
+//! random token and an expiry); every later change to a claimed event is
+//! guarded by `id`, `status = 'processing'` and that token in the `WHERE`
+//! clause, so a worker whose lease was taken over can no longer complete,
+//! fail or release it. An expired lease makes the event claimable again by
+//! the same claim query.
+//!
+//! Per-object order: an event is claimable only when no earlier event of the
+//! same `(source, object_type, object_id)` is still unfinished (`pending`,
+//! `processing` or `failed`), so one object's events run one at a time, in
+//! arrival (ledger id) order, across every worker of every process.
+
+use sqlx::FromRow;
+
+use super::{with_pool, Store, StoreError};
+
+/// An event a worker holds a lease on.
+#[derive(Debug, Clone, FromRow)]
+pub struct ClaimedEvent {
+    pub id: i64,
+    pub source: String,
+    pub dedup_key: String,
+    pub provider_event_id: Option<String>,
+    pub action: Option<String>,
+    pub object_type: Option<String>,
+    pub object_id: Option<String>,
+    pub event_time: i64,
+    pub payload: String,
+    /// Including this claim.
+    pub attempts: i32,
+    pub lease_token: i64,
+}
+
+/// Where a finished event's result goes.
+#[derive(Debug, Clone)]
+pub struct DomainWrite {
+    /// JSON text of the object's new data.
+    pub data: String,
+}
+
+/// The lease was no longer ours: someone else holds the event now.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the lease on event {0} is no longer held")]
+    LeaseLost(i64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for QueueError {
+    fn from(e: sqlx::Error) -> Self {
+        QueueError::Store(e.into())
+    }
+}
+
+const CLAIMABLE: &str = "\
+((e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3) \
+  OR (e.status = 'processing' AND e.lease_until <= $3)) \
+AND (e.object_id IS NULL OR NOT EXISTS ( \
+    SELECT 1 FROM events o \
+    WHERE o.source = e.source AND o.object_type = e.object_type AND o.object_id = e.object_id \
+      AND o.status IN ('pending', 'processing', 'failed') AND o.id < e.id))";
+
+const RETURNING_CLAIMED: &str = "RETURNING events.id, events.source, events.dedup_key, \
+events.provider_event_id, events.action, events.object_type, events.object_id, \
+events.event_time, events.payload, events.attempts, events.lease_token";
+
+impl Store {
+    /// Claims up to `limit` due events, oldest first, with a lease until
+    /// `now_ms + lease_ms`.
+    pub async fn claim(&self, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let token: i64 = rand::random::<i64>() & i64::MAX;
+        let sql = match self {
+            // One statement: SQLite runs it under the write lock, so the
+            // selection and the update cannot interleave with another claim.
+            Store::Sqlite(_) => format!(
+                "UPDATE events SET status = 'processing', lease_token = $1, lease_until = $2, \
+                 attempts = attempts + 1 \
+                 WHERE id IN (SELECT e.id FROM events e WHERE {CLAIMABLE} ORDER BY e.id LIMIT $4) \
+                 {RETURNING_CLAIMED}"
+            ),
+            // SKIP LOCKED lets concurrent claimers pass over each other's rows;
+            // a row that changed under us is re-checked against the WHERE.
+            Store::Postgres(_) => format!(
+                "WITH picked AS (SELECT e.id FROM events e WHERE {CLAIMABLE} \
+                   ORDER BY e.id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 UPDATE events SET status = 'processing', lease_token = $1, lease_until = $2, \
+                   attempts = events.attempts + 1 \
+                 FROM picked WHERE events.id = picked.id \
+                 {RETURNING_CLAIMED}"
+            ),
+        };
+        let mut claimed: Vec<ClaimedEvent> = with_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(token)
+                .bind(now_ms + lease_ms)
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        claimed.sort_by_key(|e| e.id);
+        Ok(claimed)
+    }
+
+    /// Marks a claimed event `done` and, when it names an object, upserts the
+    /// object's domain row — in one transaction, and only if the lease is
+    /// still ours. An older event never overwrites a newer row: rows compare
+    /// by `(event_time, ledger id)`.
+    pub async fn complete(
+        &self,
+        event: &ClaimedEvent,
+        write: Option<&DomainWrite>,
+        now_ms: i64,
+    ) -> Result<(), QueueError> {
+        const MARK_DONE: &str = "\
+            UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
+                lease_until = NULL, last_error = NULL \
+            WHERE id = $2 AND lease_token = $3 AND status = 'processing'";
+        const UPSERT_DOMAIN: &str = "\
+            INSERT INTO domain_objects (source, object_type, object_id, data, last_event_id, \
+                event_time, updated_at) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            ON CONFLICT (source, object_type, object_id) DO UPDATE SET \
+                data = excluded.data, last_event_id = excluded.last_event_id, \
+                event_time = excluded.event_time, updated_at = excluded.updated_at \
+            WHERE (excluded.event_time, excluded.last_event_id) \
+               >= (domain_objects.event_time, domain_objects.last_event_id)";
+        macro_rules! body {
+            ($tx:ident) => {{
+                let done = sqlx::query(MARK_DONE)
+                    .bind(now_ms)
+                    .bind(event.id)
+                    .bind(event.lease_token)
+                    .execute(&mut *$tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    // Dropping the transaction rolls it back.
+                    return Err(QueueError::LeaseLost(event.id));
+                }
+                if let (Some(write), Some(object_type), Some(object_id)) =
+                    (write, &event.object_type, &event.object_id)
+                {
+                    sqlx::query(UPSERT_DOMAIN)
+                        .bind(&event.source)
+                        .bind(object_type)
+                        .bind(object_id)
+                        .bind(&write.data)
+                        .bind(event.id)
+                        .bind(event.event_time)
+                        .bind(now_ms)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                $tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                body!(tx)
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                body!(tx)
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt: `failed` until `retry_at_ms`, or `dead` when
+    /// `retry_at_ms` is `None`.
+    pub async fn fail(
+        &self,
+        event: &ClaimedEvent,
+        error: &str,
+        retry_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), QueueError> {
+        const FAIL: &str = "\
+            UPDATE events SET status = $1, next_attempt_at = $2, last_error = $3, \
+                processed_at = $4, lease_token = NULL, lease_until = NULL \
+            WHERE id = $5 AND lease_token = $6 AND status = 'processing'";
+        let (status, next, processed) = match retry_at_ms {
+            Some(at) => ("failed", at, None),
+            None => ("dead", now_ms, Some(now_ms)),
+        };
+        let done = with_pool!(self, pool => {
+            sqlx::query(FAIL)
+                .bind(status)
+                .bind(next)
+                .bind(error)
+                .bind(processed)
+                .bind(event.id)
+                .bind(event.lease_token)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done != 1 {
+            return Err(QueueError::LeaseLost(event.id));
+        }
+        Ok(())
+    }
+
+    /// Gives a claimed event back without counting the attempt (shutdown):
+    /// it is due again at once. It becomes `failed`, not `pending`, because a
+    /// newer pending row may hold its coalesce key by now.
+    pub async fn release(&self, event: &ClaimedEvent, now_ms: i64) -> Result<(), QueueError> {
+        const RELEASE: &str = "\
+            UPDATE events SET status = 'failed', next_attempt_at = $1, \
+                attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                last_error = 'released at shutdown before finishing', \
+                lease_token = NULL, lease_until = NULL \
+            WHERE id = $2 AND lease_token = $3 AND status = 'processing'";
+        let done = with_pool!(self, pool => {
+            sqlx::query(RELEASE)
+                .bind(now_ms)
+                .bind(event.id)
+                .bind(event.lease_token)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done != 1 {
+            return Err(QueueError::LeaseLost(event.id));
+        }
+        Ok(())
+    }
+
+    /// Makes an event due again with its attempts starting over. `Ok(false)`:
+    /// the event is processing or ignored, or (coalesce) another row with its
+    /// key is pending; the caller tells that from "unknown id".
+    pub async fn replay(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        const REPLAY: &str = "\
+            UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+                last_error = NULL, processed_at = NULL \
+            WHERE id = $2 AND status NOT IN ('processing', 'ignored', 'pending') \
+              AND NOT (strategy = 'coalesce' AND EXISTS ( \
+                  SELECT 1 FROM events p WHERE p.source = events.source \
+                    AND p.dedup_key = events.dedup_key AND p.strategy = 'coalesce' \
+                    AND p.status = 'pending' AND p.id <> events.id))";
+        let done = with_pool!(self, pool => {
+            sqlx::query(REPLAY).bind(now_ms).bind(id).execute(pool).await?.rows_affected()
+        });
+        if done == 1 {
+            return Ok(true);
+        }
+        // Already pending: replaying it changes nothing, and it will run.
+        let status = self.event_status(id).await?;
+        Ok(status.as_deref() == Some("pending"))
+    }
+
+    /// The status of one event, if it exists.
+    pub async fn event_status(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = with_pool!(self, pool => {
+            sqlx::query_as("SELECT status FROM events WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(s,)| s))
+    }
+
+    /// When the next event falls due (for an idle worker's sleep), if any is waiting.
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        let row: (Option<i64>,) = with_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT MIN(t) FROM ( \
+                   SELECT MIN(next_attempt_at) AS t FROM events WHERE status IN ('pending', 'failed') \
+                   UNION ALL \
+                   SELECT MIN(lease_until) AS t FROM events WHERE status = 'processing') AS due",
+            )
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(row.0)
+    }
+}
