@@ -1,7 +1,32 @@
-//! STUB — to be replaced by the sources module (interface contract below).
+//! Provider knowledge, with no IO: what each preset's deliveries look like.
+//!
+//! A [`Source`] is one configured source with its preset's defaults resolved
+//! once, in [`Source::new`]. It verifies a delivery's signature over the raw
+//! bytes ([`Source::verify`], in `signature`), parses the verified body
+//! ([`Source::parse`], via `body`) and finds the event id, action, object and
+//! event time in it (`locate`). [`Source::sign`] is the sender's side of the
+//! same schemes, for the replay CLI and for tests. Nothing here logs: secrets
+//! and signatures never leave this module except as the headers `sign`
+//! returns.
+
 use std::collections::BTreeMap;
 
 use crate::config::{ActionRule, SourceConfig};
+
+mod body;
+mod locate;
+mod signature;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod vectors;
+
+pub use body::body_kind;
+pub use signature::standard_webhooks_key;
+
+/// Event ids, actions and object ids/types longer than this many bytes are
+/// refused with 400 `invalid_payload` (SPEC §3).
+pub const MAX_ID_BYTES: usize = 256;
 
 /// Case-insensitive header lookup, so this module needs no HTTP framework.
 pub trait Headers {
@@ -9,17 +34,75 @@ pub trait Headers {
     fn get(&self, name: &str) -> Option<&str>;
 }
 
+impl Headers for actix_web::http::header::HeaderMap {
+    fn get(&self, name: &str) -> Option<&str> {
+        // The inherent `get` lowercases `name`; an invalid name finds nothing.
+        let value = actix_web::http::header::HeaderMap::get(self, name)?;
+        std::str::from_utf8(value.as_bytes()).ok()
+    }
+}
+
+/// The first pair whose name matches, ignoring ASCII case.
+fn find_pair<'a, K, V>(pairs: &'a [(K, V)], name: &str) -> Option<&'a str>
+where
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
+    pairs
+        .iter()
+        .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
+}
+
+impl Headers for [(String, String)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        find_pair(self, name)
+    }
+}
+
+impl Headers for Vec<(String, String)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        find_pair(self, name)
+    }
+}
+
+impl Headers for [(&str, &str)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        find_pair(self, name)
+    }
+}
+
+impl Headers for Vec<(&str, &str)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        find_pair(self, name)
+    }
+}
+
+impl<const N: usize> Headers for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<&str> {
+        find_pair(self, name)
+    }
+}
+
+impl Headers for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<T: Headers + ?Sized> Headers for &T {
+    fn get(&self, name: &str) -> Option<&str> {
+        (**self).get(name)
+    }
+}
+
 /// How a body is parsed, from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
     Json,
     Form,
-}
-
-/// `application/json`, `application/*+json` (any case, parameters allowed) →
-/// Json; `application/x-www-form-urlencoded` → Form; anything else or missing → None (415).
-pub fn body_kind(_content_type: Option<&str>) -> Option<BodyKind> {
-    todo!()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,37 +137,84 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Source {
     pub config: SourceConfig,
+    /// The signature scheme with its key, resolved from preset and secret.
+    scheme: signature::Scheme,
+    /// Where each delivery field is found: the overrides, else the preset's.
+    rules: locate::Rules,
+    /// The preset's default action table (Acuity), used when the source has
+    /// none of its own.
+    default_actions: Option<BTreeMap<String, ActionRule>>,
 }
 
 impl Source {
     pub fn new(config: SourceConfig) -> Source {
-        Source { config }
+        Source {
+            scheme: signature::Scheme::new(&config),
+            rules: locate::Rules::new(&config),
+            default_actions: locate::default_actions(config.preset),
+            config,
+        }
     }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
+
     /// The action table in force: the source's own, else the preset's default (Acuity).
     pub fn actions(&self) -> Option<&BTreeMap<String, ActionRule>> {
-        todo!()
+        self.config
+            .actions
+            .as_ref()
+            .or(self.default_actions.as_ref())
     }
+
     /// Checks the signature (constant time) and then the timestamp tolerance.
     /// `verify = "off"` sources always pass.
-    pub fn verify(&self, _headers: &dyn Headers, _body: &[u8], _now_secs: i64) -> Result<(), SignatureError> {
-        todo!()
+    pub fn verify(
+        &self,
+        headers: &dyn Headers,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<(), SignatureError> {
+        self.scheme
+            .verify(headers, body, now_secs, self.config.tolerance_secs)
     }
+
     /// Parses a verified body and locates ids, action, object and event time.
-    pub fn parse(&self, _kind: BodyKind, _headers: &dyn Headers, _body: &[u8]) -> Result<Delivery, PayloadError> {
-        todo!()
+    pub fn parse(
+        &self,
+        kind: BodyKind,
+        headers: &dyn Headers,
+        body: &[u8],
+    ) -> Result<Delivery, PayloadError> {
+        let payload = body::parse(kind, body)?;
+        let found = self.rules.locate(&payload, headers);
+        for (what, value) in [
+            ("event id", &found.event_id),
+            ("action", &found.action),
+            ("object id", &found.object_id),
+            ("object type", &found.object_type),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_ID_BYTES) {
+                return Err(PayloadError(format!(
+                    "the {what} is longer than {MAX_ID_BYTES} bytes"
+                )));
+            }
+        }
+        Ok(Delivery {
+            payload,
+            event_id: found.event_id,
+            action: found.action,
+            object_type: found.object_type,
+            object_id: found.object_id,
+            event_time_ms: found.event_time_ms,
+        })
     }
+
     /// The headers a sender of this preset would add to sign `body` at `now_secs`
     /// (replaces any in `headers`); for Standard Webhooks, `webhook-id` is kept from
     /// `headers` when present, else generated and returned too.
-    pub fn sign(&self, _headers: &dyn Headers, _body: &[u8], _now_secs: i64) -> Vec<(String, String)> {
-        todo!()
+    pub fn sign(&self, headers: &dyn Headers, body: &[u8], now_secs: i64) -> Vec<(String, String)> {
+        self.scheme.sign(headers, body, now_secs)
     }
-}
-
-/// The HMAC key of a Standard Webhooks secret (`whsec_` + base64), if well-formed.
-pub fn standard_webhooks_key(_secret: &str) -> Option<Vec<u8>> {
-    todo!()
 }
