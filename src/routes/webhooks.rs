@@ -19,6 +19,9 @@ use crate::sources::{self, Source};
 use crate::state::AppState;
 use crate::store::{NewEvent, RecordOutcome};
 
+/// The object type of an object whose delivery names only its id.
+pub const UNTYPED_OBJECT: &str = "object";
+
 pub async fn receive(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -105,7 +108,12 @@ async fn handle(
         ignored,
         provider_event_id: delivery.event_id,
         action: delivery.action,
-        object_type: delivery.object_type,
+        // An object is a type and an id: an id whose type the delivery does
+        // not say still orders and upserts under a neutral type.
+        object_type: delivery
+            .object_id
+            .as_ref()
+            .map(|_| delivery.object_type.unwrap_or_else(|| UNTYPED_OBJECT.to_string())),
         object_id: delivery.object_id,
         event_time_ms: delivery.event_time_ms.unwrap_or(received_at_ms),
         payload: delivery.payload.to_string(),

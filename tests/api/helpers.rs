@@ -1,0 +1,394 @@
+//! Test harness: `spawn_app` starts hookledger on port 0 with a fresh
+//! database, a manual clock, a wiremock upstream and no background workers;
+//! tests drive processing by hand with `app.drain()`.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use hookledger::clock::{Clock, ManualClock};
+use hookledger::config::{self, Config};
+use hookledger::sources::Source;
+use hookledger::startup::Application;
+use hookledger::store::Store;
+use hookledger::worker::Worker;
+use serde_json::Value;
+use wiremock::MockServer;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const POSTGRES_ENV: &str = "HOOKLEDGER_TEST_POSTGRES_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an `async fn(Backend)` test on SQLite, and on PostgreSQL when
+/// configured (printing that it was skipped otherwise).
+#[macro_export]
+macro_rules! backend_tests {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$test($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::helpers::postgres_url().is_none() {
+                        eprintln!(
+                            "skipped: {} on PostgreSQL (set {} to run it)",
+                            stringify!($test),
+                            $crate::helpers::POSTGRES_ENV
+                        );
+                        return;
+                    }
+                    super::$test($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_ENV).ok().filter(|u| !u.is_empty())
+}
+
+/// A database for one test; dropped (PostgreSQL) or deleted (SQLite) after.
+pub struct TestDb {
+    pub url: String,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+                TestDb { url, postgres: None, _dir: Some(dir) }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url().expect("PostgreSQL URL");
+                let name = format!("hookledger_test_{:016x}", rand::random::<u64>());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .expect("connecting to the test PostgreSQL");
+                sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("creating a test database");
+                let url = with_database(&admin_url, &name);
+                TestDb { url, postgres: Some((admin_url, name)), _dir: None }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.postgres.take() {
+            // Drop is synchronous; a small runtime of its own does the drop.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
+                        let _ = sqlx::Executor::execute(
+                            &mut conn,
+                            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                        )
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// `postgres://u@h:p/db?x` with another database name.
+pub fn with_database(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("a PostgreSQL URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+/// The sources every test app has. `{upstream}` is replaced by the wiremock
+/// server's address.
+pub const TEST_SOURCES: &str = r#"
+[sources.stripe]
+preset = "stripe"
+secret = "whsec_test_stripe"
+
+[sources.github]
+preset = "github"
+secret = "test-github"
+
+[sources.shopify]
+preset = "shopify"
+secret = "test-shopify"
+
+[sources.acuity]
+preset = "acuity"
+secret = "test-acuity"
+
+[sources.standard]
+preset = "standard"
+secret = "whsec_dGVzdC1zdGFuZGFyZC13ZWJob29rcy1rZXk="
+
+[sources.orders]
+preset = "generic"
+verify = "off"
+event_id = { header = "X-Request-Id" }
+hash_window_secs = 300
+
+[sources.billing]
+preset = "generic"
+secret = "test-billing"
+signature_header = "X-Signature"
+signature_encoding = "hex"
+signature_prefix = "sha256="
+object_type = { value = "invoice" }
+object_id = { pointer = "/invoice/id" }
+
+[sources.stripe_fetch]
+preset = "stripe"
+secret = "whsec_test_stripe_fetch"
+fetch.url = "{upstream}/v1/events/{event_id}"
+fetch.bearer = "sk_test_upstream"
+fetch.timeout_secs = 2
+
+[sources.acuity_fetch]
+preset = "acuity"
+secret = "test-acuity-fetch"
+fetch.url = "{upstream}/api/v1/appointments/{object_id}"
+fetch.basic = "user:test-acuity-fetch"
+fetch.timeout_secs = 2
+"#;
+
+pub struct TestOptions {
+    /// Extra TOML appended after the `[server]`/`[processing]` defaults.
+    pub extra_toml: String,
+    pub server_toml: String,
+    pub processing_toml: String,
+    /// Start the background workers (most tests drive them by hand instead).
+    pub run_workers: bool,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            extra_toml: String::new(),
+            server_toml: String::new(),
+            processing_toml: String::new(),
+            run_workers: false,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub clock: ManualClock,
+    pub upstream: MockServer,
+    pub config: Config,
+    pub worker: Worker,
+    pub db: TestDb,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, TestOptions::default()).await
+}
+
+pub fn test_config_text(database_url: &str, upstream: &str, options: &TestOptions) -> String {
+    format!(
+        "[server]\nbind = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nadmin_token = \"{ADMIN_TOKEN}\"\nworkers = 4\n{}\n[processing]\nlease_secs = 30\nmax_attempts = 4\nbackoff_base_secs = 2\nbackoff_max_secs = 60\n{}\n{}\n{}",
+        options.server_toml,
+        options.processing_toml,
+        TEST_SOURCES.replace("{upstream}", upstream),
+        options.extra_toml
+    )
+}
+
+/// `TEST_LOG=1 cargo test …` shows the application's logs.
+fn init_test_logging() {
+    if std::env::var("TEST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,sqlx=warn,hyper=warn"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub async fn spawn_app_with(backend: Backend, options: TestOptions) -> TestApp {
+    init_test_logging();
+    let db = TestDb::new(backend).await;
+    let upstream = MockServer::start().await;
+    let text = test_config_text(&db.url, &upstream.uri(), &options);
+    let no_env: BTreeMap<String, String> = BTreeMap::new();
+    let config = config::load_str(&text, &no_env).expect("test config is valid");
+    let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
+    let store = Store::open(&db.url).await.expect("opening the test database");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
+    let app = Application::with_parts(
+        config.clone(),
+        Arc::new(clock.clone()),
+        store.clone(),
+        listener,
+        options.run_workers,
+    )
+    .expect("building the app");
+    let port = app.port();
+    let worker = app.worker();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap(),
+        store,
+        clock,
+        upstream,
+        config,
+        worker,
+        db,
+    }
+}
+
+/// An answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn error_code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<none>")
+    }
+    pub fn id(&self) -> i64 {
+        self.body["id"].as_i64().expect("answer has an id")
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("reading the answer");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Answer { status, headers, body }
+}
+
+impl TestApp {
+    pub fn source(&self, name: &str) -> Source {
+        Source::new(self.config.sources[name].clone())
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now_ms().div_euclid(1000)
+    }
+
+    /// Posts raw bytes with exactly the given headers.
+    pub async fn post_raw(&self, path: &str, headers: &[(String, String)], body: Vec<u8>) -> Answer {
+        let mut request = self.client.post(format!("{}{}", self.address, path)).body(body);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        read(request.send().await.expect("sending the request")).await
+    }
+
+    /// The headers a provider would send: `headers` plus its signature.
+    pub fn signed_headers(&self, source: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        for (name, value) in self.source(source).sign(&all, body, self.now_secs()) {
+            all.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+            all.push((name, value));
+        }
+        all
+    }
+
+    /// Posts `body` to `/webhooks/{source}` as JSON, signed as its provider would.
+    pub async fn deliver(&self, source: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.deliver_bytes(source, "application/json", headers, bytes).await
+    }
+
+    pub async fn deliver_bytes(
+        &self,
+        source: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut with_type = vec![("Content-Type", content_type)];
+        with_type.extend_from_slice(headers);
+        let signed = self.signed_headers(source, &with_type, &body);
+        self.post_raw(&format!("/webhooks/{source}"), &signed, body).await
+    }
+
+    /// A GET on the admin API with the test token.
+    pub async fn admin_get(&self, path_and_query: &str) -> Answer {
+        let response = self
+            .client
+            .get(format!("{}{}", self.address, path_and_query))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn admin_post(&self, path: &str) -> Answer {
+        let response = self
+            .client
+            .post(format!("{}{}", self.address, path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        read(self.client.get(format!("{}{}", self.address, path)).send().await.unwrap()).await
+    }
+
+    /// Ledger totals, straight from the admin stats.
+    pub async fn ledger_total(&self) -> i64 {
+        self.store.stats().await.unwrap().total
+    }
+
+    /// Processes everything due at the clock's current time.
+    pub async fn drain(&self) -> usize {
+        self.worker.drain().await.expect("draining the worker")
+    }
+}
+
+/// A Stripe event envelope for `object`.
+pub fn stripe_event(event_id: &str, event_type: &str, created: i64, object: Value) -> Value {
+    serde_json::json!({
+        "id": event_id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": created,
+        "data": { "object": object },
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": { "id": null, "idempotency_key": null },
+        "type": event_type,
+    })
+}

@@ -1,0 +1,9 @@
+//! The black-box test suite: one binary, a file per feature. Every test runs
+//! the real application on port 0 — on SQLite always, and on PostgreSQL when
+//! `HOOKLEDGER_TEST_POSTGRES_URL` is set (each test in a database of its own,
+//! dropped afterwards).
+
+mod helpers;
+
+mod admin;
+mod ingest;
