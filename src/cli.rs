@@ -50,10 +50,16 @@ pub fn parse_age(text: &str) -> Result<u64, String> {
         "h" => 3_600,
         "m" => 60,
         "s" => 1,
-        _ => return Err(format!("{text:?}: expected a number followed by d, h, m or s")),
+        _ => {
+            return Err(format!(
+                "{text:?}: expected a number followed by d, h, m or s"
+            ))
+        }
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{text:?}: expected a number followed by d, h, m or s"));
+        return Err(format!(
+            "{text:?}: expected a number followed by d, h, m or s"
+        ));
     }
     digits
         .parse::<u64>()

@@ -200,7 +200,10 @@ pub enum FetchAuth {
     None,
     Bearer(Secret),
     /// `user:password`
-    Basic { user: String, password: Secret },
+    Basic {
+        user: String,
+        password: Secret,
+    },
 }
 
 /// The placeholders a fetch URL template may use.
@@ -351,17 +354,11 @@ pub fn load_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
 /// that names it.
 fn expand_vars(value: &mut toml::Value, env: &dyn Env, problems: &mut Vec<String>) {
     match value {
-        toml::Value::String(s) => {
-            if s.contains("${") {
-                match expand_str(s, env) {
-                    Ok(expanded) => *s = expanded,
-                    Err(p) => problems.push(p),
-                }
-            }
-        }
-        toml::Value::Array(items) => items
-            .iter_mut()
-            .for_each(|v| expand_vars(v, env, problems)),
+        toml::Value::String(s) if s.contains("${") => match expand_str(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(p) => problems.push(p),
+        },
+        toml::Value::Array(items) => items.iter_mut().for_each(|v| expand_vars(v, env, problems)),
         toml::Value::Table(table) => table
             .iter_mut()
             .for_each(|(_, v)| expand_vars(v, env, problems)),
@@ -399,9 +396,8 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     let admin_token = match admin_token {
         Some(t) if !t.0.is_empty() => t,
         _ => {
-            problems.push(
-                "server.admin_token is not set (or set HOOKLEDGER_ADMIN_TOKEN)".to_string(),
-            );
+            problems
+                .push("server.admin_token is not set (or set HOOKLEDGER_ADMIN_TOKEN)".to_string());
             Secret(String::new())
         }
     };
@@ -502,7 +498,9 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
         None | Some("on") => false,
         Some("off") => true,
         Some(other) => {
-            problems.push(format!("{at}.verify: expected \"on\" or \"off\", got {other:?}"));
+            problems.push(format!(
+                "{at}.verify: expected \"on\" or \"off\", got {other:?}"
+            ));
             false
         }
     };
@@ -682,10 +680,14 @@ pub fn check_template(template: &str) -> Result<(), String> {
         Some(at) => &template[..at],
         None => template,
     };
-    let url = url::Url::parse(&TEMPLATE_PLACEHOLDERS
-        .iter()
-        .fold(template.to_string(), |t, p| t.replace(&format!("{{{p}}}"), "x")))
-        .map_err(|e| format!("not a valid URL: {e}"))?;
+    let url = url::Url::parse(
+        &TEMPLATE_PLACEHOLDERS
+            .iter()
+            .fold(template.to_string(), |t, p| {
+                t.replace(&format!("{{{p}}}"), "x")
+            }),
+    )
+    .map_err(|e| format!("not a valid URL: {e}"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err("must be an http:// or https:// URL".to_string());
     }
@@ -694,7 +696,182 @@ pub fn check_template(template: &str) -> Result<(), String> {
     }
     let after_scheme = literal.split_once("://").map(|(_, r)| r).unwrap_or("");
     if first_placeholder.is_some() && !after_scheme.contains(['/', '?', '#']) {
-        return Err("placeholders may stand only after the host (in the path or query)".to_string());
+        return Err(
+            "placeholders may stand only after the host (in the path or query)".to_string(),
+        );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[server]\nadmin_token = \"t\"\n";
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        load_str(text, &env(&[])).expect_err("should be refused").0
+    }
+
+    #[test]
+    fn the_shipped_config_loads_with_an_empty_environment() {
+        let text = include_str!("../hookledger.toml");
+        let config = load_str(text, &env(&[])).expect("shipped config is valid");
+        assert_eq!(config.server.bind, "127.0.0.1:8080");
+        assert_eq!(config.server.database_url, "sqlite://hookledger.db");
+        for preset in Preset::ALL {
+            assert!(
+                config.sources.values().any(|s| s.preset == preset),
+                "the shipped config has a {} source",
+                preset.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn variables_are_expanded_and_env_overrides_win() {
+        let text = r#"
+[server]
+admin_token = "${TOKEN}"
+bind = "0.0.0.0:1"
+[sources.s]
+preset = "github"
+secret = "pre-${GH}-post"
+"#;
+        let config = load_str(
+            text,
+            &env(&[
+                ("TOKEN", "from-var"),
+                ("GH", "x"),
+                ("HOOKLEDGER_BIND", "127.0.0.1:9"),
+                ("DATABASE_URL", "postgres://u@h/db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.admin_token.expose(), "from-var");
+        assert_eq!(config.server.bind, "127.0.0.1:9");
+        assert_eq!(config.server.database_url, "postgres://u@h/db");
+        assert_eq!(
+            config.sources["s"].secret.as_ref().unwrap().expose(),
+            "pre-x-post"
+        );
+        let overridden = load_str(
+            text,
+            &env(&[("TOKEN", "a"), ("GH", "x"), ("HOOKLEDGER_ADMIN_TOKEN", "b")]),
+        )
+        .unwrap();
+        assert_eq!(overridden.server.admin_token.expose(), "b");
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let found = problems("[server]\nadmin_token = \"${NOT_SET_ANYWHERE}\"\n");
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("NOT_SET_ANYWHERE"), "{found:?}");
+    }
+
+    #[test]
+    fn a_source_without_secret_must_say_verify_off() {
+        let found = problems(&format!("{MINIMAL}[sources.a]\npreset = \"stripe\"\n"));
+        assert!(found[0].contains("verify = \"off\""), "{found:?}");
+        let ok = load_str(
+            &format!("{MINIMAL}[sources.a]\npreset = \"generic\"\nverify = \"off\"\n"),
+            &env(&[]),
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        for (template, expect) in [
+            ("https://api.example.com/{nope}", "unknown placeholder"),
+            ("https://{object_id}.example.com/x", "after the host"),
+            ("https://api.example.com/{object_id", "unclosed"),
+            ("ftp://api.example.com/{object_id}", "http"),
+            ("not a url {object_id}", "valid URL"),
+        ] {
+            let text = format!(
+                "{MINIMAL}[sources.a]\npreset = \"acuity\"\nsecret = \"k\"\nfetch.url = \"{template}\"\n"
+            );
+            let found = problems(&text);
+            assert!(
+                found.iter().any(|p| p.contains(expect)),
+                "{template}: {found:?}"
+            );
+        }
+        assert!(
+            check_template("https://api.example.com/v1/{object_type}/{object_id}?x={action}")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_unknown_preset_is_refused() {
+        let found = problems(&format!(
+            "{MINIMAL}[sources.a]\npreset = \"paypal\"\nsecret = \"k\"\n"
+        ));
+        assert!(found[0].contains("unknown preset \"paypal\""), "{found:?}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+[server]
+max_body_bytes = 0
+[sources.a]
+preset = "paypal"
+secret = "k"
+[sources.b]
+preset = "stripe"
+[sources.c]
+preset = "acuity"
+secret = "k"
+actions = { scheduled = "sometimes" }
+fetch.url = "https://x.example/{bad}"
+"#;
+        let found = problems(text);
+        for expect in [
+            "admin_token",
+            "max_body_bytes",
+            "paypal",
+            "sources.b",
+            "sometimes",
+            "{bad}",
+        ] {
+            assert!(
+                found.iter().any(|p| p.contains(expect)),
+                "{expect} in {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_names_are_refused() {
+        let found = problems("[server]\nadmin_token = \"t\"\nbnid = \"x\"\n");
+        assert!(found[0].contains("bnid"), "{found:?}");
+        let found = problems(&format!(
+            "{MINIMAL}[sources.\"a/b\"]\npreset = \"generic\"\nverify = \"off\"\n"
+        ));
+        assert!(found[0].contains("source name"), "{found:?}");
+        let found = problems(&format!(
+            "{MINIMAL}[sources.a]\npreset = \"standard\"\nsecret = \"not-whsec\"\n"
+        ));
+        assert!(found[0].contains("whsec_"), "{found:?}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let text = format!("{MINIMAL}[sources.a]\npreset = \"github\"\nsecret = \"hunter2\"\nfetch.url = \"https://x.example/{{object_id}}\"\nfetch.bearer = \"sk_live_zzz\"\n");
+        let config = load_str(&text, &env(&[])).unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("sk_live_zzz"));
+        assert!(printed.contains("[redacted]"));
+    }
 }

@@ -62,12 +62,18 @@ impl Ingestor {
         match answer.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(message)) => Err(StoreError::BatchFailed(message)),
-            Err(_) => Err(StoreError::BatchFailed("the ledger writer has stopped".into())),
+            Err(_) => Err(StoreError::BatchFailed(
+                "the ledger writer has stopped".into(),
+            )),
         }
     }
 }
 
-async fn write_batches(store: Store, queue: Arc<Mutex<mpsc::Receiver<Job>>>, settings: BatchSettings) {
+async fn write_batches(
+    store: Store,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    settings: BatchSettings,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(settings.max_rows);
     loop {
         {

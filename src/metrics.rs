@@ -131,8 +131,9 @@ mod tests {
         assert!(text.contains(
             "hookledger_webhooks_received_total{source=\"stripe\",outcome=\"accepted\"} 2"
         ));
-        assert!(text
-            .contains("hookledger_events_processed_total{source=\"stripe\",result=\"dead\"} 1"));
+        assert!(
+            text.contains("hookledger_events_processed_total{source=\"stripe\",result=\"dead\"} 1")
+        );
         assert!(text.contains("hookledger_ingest_duration_seconds_count 1"));
     }
 }

@@ -27,11 +27,15 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn load(path: &Path) -> anyhow::Result<Fixture> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let fixture: Fixture =
-            serde_json::from_str(&text).with_context(|| format!("parsing fixture {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let fixture: Fixture = serde_json::from_str(&text)
+            .with_context(|| format!("parsing fixture {}", path.display()))?;
         if fixture.body.is_some() == fixture.body_text.is_some() {
-            bail!("{}: a fixture has exactly one of body and body_text", path.display());
+            bail!(
+                "{}: a fixture has exactly one of body and body_text",
+                path.display()
+            );
         }
         Ok(fixture)
     }
@@ -47,9 +51,17 @@ impl Fixture {
 
     /// The fixture's headers with the source's signature headers put in
     /// (replacing any of the same name), signed at `now_secs`.
-    pub fn signed_headers(&self, source: &Source, body: &[u8], now_secs: i64) -> Vec<(String, String)> {
-        let mut headers: Vec<(String, String)> =
-            self.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    pub fn signed_headers(
+        &self,
+        source: &Source,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (name, value) in source.sign(&headers, body, now_secs) {
             headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
             headers.push((name, value));
@@ -130,21 +142,34 @@ pub async fn run(
     let mut prepared = Vec::new();
     for path in collect_paths(paths)? {
         let mut fixture = Fixture::load(&path)?;
-        let source_config = config
-            .sources
-            .get(&fixture.source)
-            .with_context(|| format!("{}: source {:?} is not in the config", path.display(), fixture.source))?;
+        let source_config = config.sources.get(&fixture.source).with_context(|| {
+            format!(
+                "{}: source {:?} is not in the config",
+                path.display(),
+                fixture.source
+            )
+        })?;
         let source = Arc::new(Source::new(source_config.clone()));
         let body = fixture.body_bytes();
         // An id the signer had to make up (Standard Webhooks without
         // `webhook-id`) is kept for every copy, so copies are duplicates.
         let now = chrono::Utc::now().timestamp();
         for (name, value) in source.sign(&fixture_headers(&fixture), &body, now) {
-            if name.eq_ignore_ascii_case("webhook-id") && !fixture.headers.keys().any(|k| k.eq_ignore_ascii_case(&name)) {
+            if name.eq_ignore_ascii_case("webhook-id")
+                && !fixture
+                    .headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case(&name))
+            {
                 fixture.headers.insert(name, value);
             }
         }
-        prepared.push(Prepared { path, fixture, source, body });
+        prepared.push(Prepared {
+            path,
+            fixture,
+            source,
+            body,
+        });
     }
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
@@ -162,17 +187,29 @@ pub async fn run(
             "ignored" if (200..300).contains(&status) => summary.ignored += 1,
             _ => summary.errors += 1,
         }
-        println!("{status} {outcome} {} {}", p.fixture.source, p.path.display());
+        println!(
+            "{status} {outcome} {} {}",
+            p.fixture.source,
+            p.path.display()
+        );
     }
     Ok(summary)
 }
 
 fn fixture_headers(fixture: &Fixture) -> Vec<(String, String)> {
-    fixture.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    fixture
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// One delivery: (HTTP status or 0, outcome word, the fixture).
-async fn send<'a>(client: &reqwest::Client, base: &str, p: &'a Prepared) -> (u16, String, &'a Prepared) {
+async fn send<'a>(
+    client: &reqwest::Client,
+    base: &str,
+    p: &'a Prepared,
+) -> (u16, String, &'a Prepared) {
     let now = chrono::Utc::now().timestamp();
     let mut request = client
         .post(format!("{base}/webhooks/{}", p.fixture.source))

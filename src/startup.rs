@@ -38,7 +38,11 @@ pub struct Application {
 impl Application {
     /// Opens (and migrates) the database and binds the server. Workers run
     /// only when `run_workers` is set and `server.workers > 0`.
-    pub async fn build(config: Config, clock: Arc<dyn Clock>, run_workers: bool) -> anyhow::Result<Application> {
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        run_workers: bool,
+    ) -> anyhow::Result<Application> {
         let store = Store::open(&config.server.database_url)
             .await
             .context("opening the database")?;
@@ -70,7 +74,11 @@ impl Application {
             BatchSettings {
                 max_rows: config.server.batch_max_rows,
                 linger: Duration::from_micros(config.server.batch_linger_us),
-                writers: if matches!(store, Store::Postgres(_)) { POSTGRES_WRITERS } else { 1 },
+                writers: if matches!(store, Store::Postgres(_)) {
+                    POSTGRES_WRITERS
+                } else {
+                    1
+                },
                 queue: max_in_flight,
             },
         );
@@ -138,7 +146,9 @@ impl Application {
             handle.stop(true).await;
         });
         self.server.await?;
-        let Application { background, state, .. } = self;
+        let Application {
+            background, state, ..
+        } = self;
         // Workers watch the token; ledger writers end once the server (and
         // with it every Ingestor handle) is gone.
         drop(state);
@@ -146,7 +156,9 @@ impl Application {
             .await
             .is_err()
         {
-            tracing::warn!("grace period over; exiting with work still running (leases will expire)");
+            tracing::warn!(
+                "grace period over; exiting with work still running (leases will expire)"
+            );
         }
         Ok(())
     }

@@ -48,21 +48,28 @@ pub struct ListQuery {
 
 /// 1..=500, default 50, clamped above; 0, empty or non-digits are errors.
 fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
-    let Some(raw) = raw else { return Ok(DEFAULT_LIMIT) };
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::InvalidQuery("limit must be a whole number from 1 to 500".into()));
+        return Err(ApiError::InvalidQuery(
+            "limit must be a whole number from 1 to 500".into(),
+        ));
     }
     // Digits only: an overflow just means "very large".
     let n = raw.parse::<i64>().unwrap_or(i64::MAX);
     if n == 0 {
-        return Err(ApiError::InvalidQuery("limit must be a whole number from 1 to 500".into()));
+        return Err(ApiError::InvalidQuery(
+            "limit must be a whole number from 1 to 500".into(),
+        ));
     }
     Ok(n.min(MAX_LIMIT))
 }
 
 fn parse_since(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.map(|s| {
-        parse_rfc3339(s).ok_or_else(|| ApiError::InvalidQuery("since must be an RFC 3339 time".into()))
+        parse_rfc3339(s)
+            .ok_or_else(|| ApiError::InvalidQuery("since must be an RFC 3339 time".into()))
     })
     .transpose()
 }
@@ -89,7 +96,9 @@ fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i64>, ApiErro
     if fields.next() != Some(tag) {
         return Err(bad());
     }
-    let parts: Vec<i64> = fields.map(|f| f.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let parts: Vec<i64> = fields
+        .map(|f| f.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
     if parts.len() != arity {
         return Err(bad());
     }
@@ -132,7 +141,12 @@ fn duplicate_json(row: &EventRow) -> Value {
 }
 
 /// Trims the extra row read to detect another page, and builds the page.
-fn page(mut rows: Vec<EventRow>, limit: i64, item: fn(&EventRow) -> Value, cursor: impl Fn(&EventRow) -> String) -> Value {
+fn page(
+    mut rows: Vec<EventRow>,
+    limit: i64,
+    item: fn(&EventRow) -> Value,
+    cursor: impl Fn(&EventRow) -> String,
+) -> Value {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = if more { rows.last().map(cursor) } else { None };
@@ -159,9 +173,11 @@ pub async fn duplicates(
         before,
     };
     let rows = state.store.duplicates(&filter, limit).await?;
-    Ok(HttpResponse::Ok().json(page(rows, limit, duplicate_json, |r| {
-        encode_cursor("d", &[r.last_duplicate_at.unwrap_or(0), r.id])
-    })))
+    Ok(
+        HttpResponse::Ok().json(page(rows, limit, duplicate_json, |r| {
+            encode_cursor("d", &[r.last_duplicate_at.unwrap_or(0), r.id])
+        })),
+    )
 }
 
 pub async fn events(
@@ -191,7 +207,9 @@ pub async fn events(
         before_id,
     };
     let rows = state.store.events(&filter, limit).await?;
-    Ok(HttpResponse::Ok().json(page(rows, limit, event_json, |r| encode_cursor("e", &[r.id]))))
+    Ok(HttpResponse::Ok().json(page(rows, limit, event_json, |r| {
+        encode_cursor("e", &[r.id])
+    })))
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
@@ -233,14 +251,19 @@ pub async fn replay(
     match state.store.event_status(id).await?.as_deref() {
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),
         Some("processing") => Err(ApiError::Conflict(format!("event {id} is being processed"))),
-        Some("ignored") => Err(ApiError::Conflict(format!("event {id} is ignored and is never processed"))),
+        Some("ignored") => Err(ApiError::Conflict(format!(
+            "event {id} is ignored and is never processed"
+        ))),
         Some(_) => Err(ApiError::Conflict(format!(
             "another delivery with the coalesce key of event {id} is pending"
         ))),
     }
 }
 
-pub async fn stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn stats(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
     let stats = state.store.stats().await?;
     // Configured sources appear even before their first delivery.
@@ -277,7 +300,10 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_refuse_other_lists() {
         let c = encode_cursor("d", &[1_700_000_000_000, 42]);
-        assert_eq!(decode_cursor("d", &c, 2).unwrap(), vec![1_700_000_000_000, 42]);
+        assert_eq!(
+            decode_cursor("d", &c, 2).unwrap(),
+            vec![1_700_000_000_000, 42]
+        );
         assert!(decode_cursor("e", &c, 1).is_err());
         assert!(decode_cursor("d", "not base64!", 2).is_err());
         assert!(decode_cursor("e", &encode_cursor("e", &[1, 2]), 1).is_err());

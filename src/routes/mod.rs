@@ -11,8 +11,9 @@ use crate::error::ApiError;
 
 /// Mounts every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let query_errors = web::QueryConfig::default()
-        .error_handler(|err, _req| ApiError::InvalidQuery(format!("bad query string: {err}")).into());
+    let query_errors = web::QueryConfig::default().error_handler(|err, _req| {
+        ApiError::InvalidQuery(format!("bad query string: {err}")).into()
+    });
     let path_errors = web::PathConfig::default()
         .error_handler(|_err, _req| ApiError::NotFound("no such resource".into()).into());
     cfg.app_data(query_errors)

@@ -31,29 +31,42 @@ pub async fn receive(
     let started = Instant::now();
     let source = state.sources.get(path.as_str()).cloned();
     let label = source.as_ref().map_or(UNKNOWN_SOURCE_LABEL, |s| s.name());
-    let (response, outcome) = match handle(&state, source.as_deref(), &path, &request, payload).await {
-        Ok((outcome, strategy)) => answer(outcome, strategy),
-        Err(e) => {
-            if let ApiError::Signature(reason) = &e {
-                // Which check failed is useful; the header values are not logged.
-                tracing::warn!(source = label, %reason, "webhook rejected");
+    let (response, outcome) =
+        match handle(&state, source.as_deref(), &path, &request, payload).await {
+            Ok((outcome, strategy)) => answer(outcome, strategy),
+            Err(e) => {
+                if let ApiError::Signature(reason) = &e {
+                    // Which check failed is useful; the header values are not logged.
+                    tracing::warn!(source = label, %reason, "webhook rejected");
+                }
+                (
+                    actix_web::ResponseError::error_response(&e),
+                    Outcome::rejected,
+                )
             }
-            (actix_web::ResponseError::error_response(&e), Outcome::rejected)
-        }
-    };
+        };
     state.metrics.received(label, outcome);
-    state.metrics.observe_ingest(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .observe_ingest(started.elapsed().as_secs_f64());
     response
 }
 
 fn answer((outcome, key): (RecordOutcome, String), strategy: Strategy) -> (HttpResponse, Outcome) {
-    let body = |status: &str, id: i64| {
-        json!({ "status": status, "id": id, "dedup_key": key, "strategy": strategy.as_str() })
-    };
+    let body = |status: &str, id: i64| json!({ "status": status, "id": id, "dedup_key": key, "strategy": strategy.as_str() });
     match outcome {
-        RecordOutcome::Accepted { id } => (HttpResponse::Accepted().json(body("accepted", id)), Outcome::accepted),
-        RecordOutcome::Duplicate { id, .. } => (HttpResponse::Ok().json(body("duplicate", id)), Outcome::duplicate),
-        RecordOutcome::Ignored { id } => (HttpResponse::Ok().json(body("ignored", id)), Outcome::ignored),
+        RecordOutcome::Accepted { id } => (
+            HttpResponse::Accepted().json(body("accepted", id)),
+            Outcome::accepted,
+        ),
+        RecordOutcome::Duplicate { id, .. } => (
+            HttpResponse::Ok().json(body("duplicate", id)),
+            Outcome::duplicate,
+        ),
+        RecordOutcome::Ignored { id } => (
+            HttpResponse::Ok().json(body("ignored", id)),
+            Outcome::ignored,
+        ),
     }
 }
 
@@ -110,10 +123,11 @@ async fn handle(
         action: delivery.action,
         // An object is a type and an id: an id whose type the delivery does
         // not say still orders and upserts under a neutral type.
-        object_type: delivery
-            .object_id
-            .as_ref()
-            .map(|_| delivery.object_type.unwrap_or_else(|| UNTYPED_OBJECT.to_string())),
+        object_type: delivery.object_id.as_ref().map(|_| {
+            delivery
+                .object_type
+                .unwrap_or_else(|| UNTYPED_OBJECT.to_string())
+        }),
         object_id: delivery.object_id,
         event_time_ms: delivery.event_time_ms.unwrap_or(received_at_ms),
         payload: delivery.payload.to_string(),
@@ -123,7 +137,13 @@ async fn handle(
     let outcome = state.ingestor.record(event).await?;
     // A payload-hash duplicate names the key of the bucket its first copy came in.
     let key = match (outcome, previous_key) {
-        (RecordOutcome::Duplicate { previous_bucket: true, .. }, Some(previous)) => previous,
+        (
+            RecordOutcome::Duplicate {
+                previous_bucket: true,
+                ..
+            },
+            Some(previous),
+        ) => previous,
         _ => key,
     };
     Ok(((outcome, key), strategy))
@@ -146,7 +166,8 @@ async fn read_body(
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::InvalidPayload(format!("could not read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::InvalidPayload(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }

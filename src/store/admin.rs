@@ -90,7 +90,11 @@ impl Store {
 
     /// Newest first; `limit + 1` rows are read so the caller can tell whether
     /// another page follows.
-    pub async fn events(&self, filter: &EventFilter, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+    pub async fn events(
+        &self,
+        filter: &EventFilter,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
@@ -112,7 +116,11 @@ impl Store {
     }
 
     /// Rows delivered more than once, newest duplicate first.
-    pub async fn duplicates(&self, filter: &DuplicateFilter, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+    pub async fn duplicates(
+        &self,
+        filter: &DuplicateFilter,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE duplicates > 0 \

@@ -38,11 +38,18 @@ pub struct NewEvent {
 /// holds the event (for a duplicate: the first delivery's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordOutcome {
-    Accepted { id: i64 },
+    Accepted {
+        id: i64,
+    },
     /// `previous_bucket`: the row holds the payload hash of the previous time
     /// bucket (its key is the delivery's `previous_key`).
-    Duplicate { id: i64, previous_bucket: bool },
-    Ignored { id: i64 },
+    Duplicate {
+        id: i64,
+        previous_bucket: bool,
+    },
+    Ignored {
+        id: i64,
+    },
 }
 
 impl RecordOutcome {
@@ -88,7 +95,10 @@ macro_rules! record_in_tx {
         if let Some(previous) = &ev.previous_key {
             if $postgres {
                 let lock_name = format!("{}\u{1f}{}", ev.source, hash_part(&ev.dedup_key));
-                sqlx::query(PG_LOCK_HASH).bind(lock_name).execute($conn).await?;
+                sqlx::query(PG_LOCK_HASH)
+                    .bind(lock_name)
+                    .execute($conn)
+                    .await?;
             }
             found = record_duplicate!($conn, ev, previous, true);
         }
@@ -157,12 +167,16 @@ impl Store {
     /// Records deliveries in one transaction; the outcomes are in input order
     /// and hold only once this returns `Ok` (the commit is done). An error
     /// means none of them was recorded.
-    pub async fn record_batch(&self, events: &[NewEvent]) -> Result<Vec<RecordOutcome>, StoreError> {
+    pub async fn record_batch(
+        &self,
+        events: &[NewEvent],
+    ) -> Result<Vec<RecordOutcome>, StoreError> {
         // Taking row locks in one global order keeps two batches on
         // PostgreSQL from deadlocking on each other's keys.
         let mut order: Vec<usize> = (0..events.len()).collect();
         order.sort_by(|&a, &b| {
-            (&events[a].source, &events[a].dedup_key).cmp(&(&events[b].source, &events[b].dedup_key))
+            (&events[a].source, &events[a].dedup_key)
+                .cmp(&(&events[b].source, &events[b].dedup_key))
         });
         let mut outcomes = vec![RecordOutcome::Accepted { id: 0 }; events.len()];
         match self {

@@ -183,3 +183,22 @@ pub fn migration_names() -> (Vec<String>, Vec<String>) {
     };
     (names(&SQLITE_MIGRATIONS), names(&POSTGRES_MIGRATIONS))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_pair_up_across_backends() {
+        let (sqlite, postgres) = migration_names();
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, postgres, "same numbers and names in both folders");
+    }
+
+    #[test]
+    fn busy_and_connection_failures_are_classified_unavailable() {
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::other("refused"))));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+    }
+}

@@ -68,7 +68,12 @@ events.event_time, events.payload, events.attempts, events.lease_token";
 impl Store {
     /// Claims up to `limit` due events, oldest first, with a lease until
     /// `now_ms + lease_ms`.
-    pub async fn claim(&self, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEvent>, StoreError> {
+    pub async fn claim(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let token: i64 = rand::random::<i64>() & i64::MAX;
         let sql = match self {
             // One statement: SQLite runs it under the write lock, so the

@@ -70,7 +70,11 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-                TestDb { url, postgres: None, _dir: Some(dir) }
+                TestDb {
+                    url,
+                    postgres: None,
+                    _dir: Some(dir),
+                }
             }
             Backend::Postgres => {
                 let admin_url = postgres_url().expect("PostgreSQL URL");
@@ -82,7 +86,11 @@ impl TestDb {
                     .await
                     .expect("creating a test database");
                 let url = with_database(&admin_url, &name);
-                TestDb { url, postgres: Some((admin_url, name)), _dir: None }
+                TestDb {
+                    url,
+                    postgres: Some((admin_url, name)),
+                    _dir: None,
+                }
             }
         }
     }
@@ -93,9 +101,14 @@ impl Drop for TestDb {
         if let Some((admin_url, name)) = self.postgres.take() {
             // Drop is synchronous; a small runtime of its own does the drop.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
-                    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
+                    if let Ok(mut conn) =
+                        <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await
+                    {
                         let _ = sqlx::Executor::execute(
                             &mut conn,
                             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
@@ -169,6 +182,7 @@ fetch.basic = "user:test-acuity-fetch"
 fetch.timeout_secs = 2
 "#;
 
+#[derive(Default)]
 pub struct TestOptions {
     /// Extra TOML appended after the `[server]`/`[processing]` defaults.
     pub extra_toml: String,
@@ -176,17 +190,6 @@ pub struct TestOptions {
     pub processing_toml: String,
     /// Start the background workers (most tests drive them by hand instead).
     pub run_workers: bool,
-}
-
-impl Default for TestOptions {
-    fn default() -> Self {
-        TestOptions {
-            extra_toml: String::new(),
-            server_toml: String::new(),
-            processing_toml: String::new(),
-            run_workers: false,
-        }
-    }
 }
 
 pub struct TestApp {
@@ -219,7 +222,9 @@ pub fn test_config_text(database_url: &str, upstream: &str, options: &TestOption
 fn init_test_logging() {
     if std::env::var("TEST_LOG").is_ok() {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,sqlx=warn,hyper=warn"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,sqlx=warn,hyper=warn",
+            ))
             .with_test_writer()
             .try_init();
     }
@@ -233,7 +238,9 @@ pub async fn spawn_app_with(backend: Backend, options: TestOptions) -> TestApp {
     let no_env: BTreeMap<String, String> = BTreeMap::new();
     let config = config::load_str(&text, &no_env).expect("test config is valid");
     let clock = ManualClock::new(chrono::Utc::now().timestamp_millis());
-    let store = Store::open(&db.url).await.expect("opening the test database");
+    let store = Store::open(&db.url)
+        .await
+        .expect("opening the test database");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
     let app = Application::with_parts(
         config.clone(),
@@ -287,9 +294,14 @@ pub async fn read(response: reqwest::Response) -> Answer {
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    Answer { status, headers, body }
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 impl TestApp {
@@ -302,8 +314,16 @@ impl TestApp {
     }
 
     /// Posts raw bytes with exactly the given headers.
-    pub async fn post_raw(&self, path: &str, headers: &[(String, String)], body: Vec<u8>) -> Answer {
-        let mut request = self.client.post(format!("{}{}", self.address, path)).body(body);
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}{}", self.address, path))
+            .body(body);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -311,9 +331,16 @@ impl TestApp {
     }
 
     /// The headers a provider would send: `headers` plus its signature.
-    pub fn signed_headers(&self, source: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<(String, String)> {
-        let mut all: Vec<(String, String)> =
-            headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    pub fn signed_headers(
+        &self,
+        source: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         for (name, value) in self.source(source).sign(&all, body, self.now_secs()) {
             all.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
             all.push((name, value));
@@ -324,7 +351,8 @@ impl TestApp {
     /// Posts `body` to `/webhooks/{source}` as JSON, signed as its provider would.
     pub async fn deliver(&self, source: &str, headers: &[(&str, &str)], body: &Value) -> Answer {
         let bytes = serde_json::to_vec(body).unwrap();
-        self.deliver_bytes(source, "application/json", headers, bytes).await
+        self.deliver_bytes(source, "application/json", headers, bytes)
+            .await
     }
 
     pub async fn deliver_bytes(
@@ -337,7 +365,8 @@ impl TestApp {
         let mut with_type = vec![("Content-Type", content_type)];
         with_type.extend_from_slice(headers);
         let signed = self.signed_headers(source, &with_type, &body);
-        self.post_raw(&format!("/webhooks/{source}"), &signed, body).await
+        self.post_raw(&format!("/webhooks/{source}"), &signed, body)
+            .await
     }
 
     /// A GET on the admin API with the test token.
@@ -364,7 +393,14 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        read(self.client.get(format!("{}{}", self.address, path)).send().await.unwrap()).await
+        read(
+            self.client
+                .get(format!("{}{}", self.address, path))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// Ledger totals, straight from the admin stats.

@@ -7,3 +7,4 @@ mod helpers;
 
 mod admin;
 mod ingest;
+mod processing;
