@@ -1,16 +1,50 @@
-//! STUB — to be replaced by the worker module (interface contract below).
+//! Processing: workers claim due events from the ledger-as-queue
+//! ([`Store::claim`], which holds the lease and per-object ordering in SQL),
+//! fetch details when the source says so ([`fetch`], paced per source by
+//! [`rate`]), and finish each attempt with exactly one lease-guarded store
+//! call: `complete` (domain row + `done` in one transaction), `fail` (retry
+//! at a time from [`backoff`], or `dead`) or `release` (not attempted after
+//! all). A worker whose lease was taken over learns it from that call
+//! (`LeaseLost`) and leaves the event to its new owner. Nothing is held open
+//! in the database while an HTTP call or a sleep is in progress.
+//!
+//! [`Worker::run_once`] and [`Worker::drain`] process what is due at the
+//! clock's current time and return — tests drive processing with them and a
+//! manual clock. [`Worker::run`] is the background loop of `hookledger serve`.
+
+pub mod backoff;
+pub mod fetch;
+pub mod rate;
+
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::future::join_all;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::metrics::Metrics;
+use crate::config::{Config, FetchConfig, Preset};
+use crate::metrics::{Metrics, ProcessResult};
 use crate::sources::Source;
-use crate::store::Store;
+use crate::store::queue::{ClaimedEvent, DomainWrite, QueueError};
+use crate::store::{Store, StoreError};
 
-/// Everything a worker needs; cheap to clone.
+use fetch::{FetchError, TemplateValues};
+use rate::RateLimits;
+
+/// Events claimed per round by [`Worker::drain`].
+pub const DRAIN_BATCH: usize = 32;
+/// The longest an event waits, holding its lease, for its source's rate
+/// limit; beyond that it is handed back, due when a token would be free.
+pub const MAX_TOKEN_WAIT_MS: i64 = 5_000;
+/// Back-off of the background loop after a store error: from the first to
+/// the second, doubling.
+const STORE_ERROR_BACKOFF_MS: (u64, u64) = (500, 30_000);
+
+/// Everything a worker needs; cheap to clone (clones share the HTTP client
+/// and the per-source rate limits).
 #[derive(Clone)]
 pub struct Worker {
     pub store: Store,
@@ -18,6 +52,38 @@ pub struct Worker {
     pub sources: Arc<HashMap<String, Arc<Source>>>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+}
+
+/// What all clones of a worker share.
+struct Shared {
+    /// Built once; an error (TLS set-up) is reported on every fetch.
+    http: Result<reqwest::Client, String>,
+    limits: RateLimits,
+}
+
+/// How one claimed event ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Processed; the domain row (if any) is written.
+    Done,
+    /// Failed; due again later.
+    Retry,
+    /// Failed for good.
+    Dead,
+    /// Handed back unattempted until its source's rate limit allows it.
+    Deferred,
+    /// Handed back unattempted because the worker is shutting down.
+    Released,
+    /// Someone else holds the lease now; they finish it.
+    LeaseLost,
+}
+
+impl Outcome {
+    /// Whether an attempt was finished (the count `run_once` reports).
+    pub fn finished(self) -> bool {
+        matches!(self, Outcome::Done | Outcome::Retry | Outcome::Dead)
+    }
 }
 
 impl Worker {
@@ -28,22 +94,379 @@ impl Worker {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Worker {
-        Worker { store, config, sources, clock, metrics }
+        let http = fetch::build_client().map_err(|e| {
+            tracing::error!(error = %e, "cannot build the HTTP client; fetches will fail");
+            format!("HTTP client unavailable: {e}")
+        });
+        let limits = RateLimits::new(sources.iter().filter_map(|(name, source)| {
+            let fetch = source.config.fetch.as_ref()?;
+            Some((name.as_str(), fetch.rate_per_sec))
+        }));
+        Worker {
+            store,
+            config,
+            sources,
+            clock,
+            metrics,
+            shared: Arc::new(Shared { http, limits }),
+        }
     }
 
-    /// Claims what is due now (up to `limit`) and processes it; returns how many
-    /// events it finished an attempt on.
-    pub async fn run_once(&self, _limit: usize) -> anyhow::Result<usize> {
-        Ok(0)
+    /// Claims what is due now (up to `limit`) and processes it concurrently;
+    /// returns how many events it finished an attempt on (done, retry or dead).
+    pub async fn run_once(&self, limit: usize) -> anyhow::Result<usize> {
+        let (_, finished) = self.round(limit, &CancellationToken::new()).await?;
+        Ok(finished)
     }
 
-    /// Processes events until nothing is due at the clock's current time.
+    /// Processes events until nothing is due at the clock's current time;
+    /// returns how many attempts it finished.
     pub async fn drain(&self) -> anyhow::Result<usize> {
-        Ok(0)
+        let never = CancellationToken::new();
+        let mut total = 0;
+        loop {
+            let (claimed, finished) = self.round(DRAIN_BATCH, &never).await?;
+            total += finished;
+            if claimed == 0 {
+                return Ok(total);
+            }
+        }
     }
 
-    /// The background loop of `hookledger serve`: `concurrency` tasks until `shutdown`.
-    pub async fn run(self, _concurrency: usize, shutdown: CancellationToken) {
-        shutdown.cancelled().await;
+    /// The background loop of `hookledger serve`: at most `concurrency`
+    /// events in flight, claimed as slots free up. Idle, it sleeps until the
+    /// next event falls due (at most `poll_interval_ms`), a slot frees up or
+    /// `shutdown`. On `shutdown` it stops claiming, lets in-flight events
+    /// finish (events still waiting for their rate limit are released) and
+    /// returns.
+    pub async fn run(self, concurrency: usize, shutdown: CancellationToken) {
+        let concurrency = concurrency.max(1);
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut store_backoff_ms = 0;
+        tracing::info!(concurrency, "workers started");
+        while !shutdown.is_cancelled() {
+            while let Some(joined) = in_flight.try_join_next() {
+                reap(joined);
+            }
+            let free = concurrency - in_flight.len();
+            if free == 0 {
+                tokio::select! {
+                    Some(joined) = in_flight.join_next() => reap(joined),
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let now = self.clock.now_ms();
+            let claimed = match self.store.claim(now, self.lease_ms(), free as i64).await {
+                Ok(claimed) => {
+                    store_backoff_ms = 0;
+                    claimed
+                }
+                Err(e) => {
+                    store_backoff_ms = (store_backoff_ms * 2)
+                        .clamp(STORE_ERROR_BACKOFF_MS.0, STORE_ERROR_BACKOFF_MS.1);
+                    tracing::warn!(error = %e, retry_in_ms = store_backoff_ms, "claiming events failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(store_backoff_ms)) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let full = claimed.len() == free;
+            for event in claimed {
+                let worker = self.clone();
+                let shutdown = shutdown.clone();
+                in_flight.spawn(async move {
+                    // Errors are logged inside; the lease expiry retries.
+                    let _ = worker.process(&event, &shutdown).await;
+                });
+            }
+            if full {
+                continue;
+            }
+            // Caught up. A finished event may unblock the next one of its
+            // object, so a free slot wakes us as well.
+            let idle = self.idle_delay().await;
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => reap(joined),
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "workers stopping: finishing in-flight events"
+        );
+        while let Some(joined) = in_flight.join_next().await {
+            reap(joined);
+        }
+    }
+
+    /// One claim and the processing of what it returned: `(claimed, finished)`.
+    /// Every event is processed even if some hit a store error; the first
+    /// such error is returned afterwards.
+    async fn round(
+        &self,
+        limit: usize,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<(usize, usize)> {
+        let now = self.clock.now_ms();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let claimed = self.store.claim(now, self.lease_ms(), limit).await?;
+        let outcomes = join_all(claimed.iter().map(|event| self.process(event, cancel))).await;
+        let mut finished = 0;
+        let mut first_error = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(outcome) => finished += usize::from(outcome.finished()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok((claimed.len(), finished)),
+        }
+    }
+
+    /// One attempt at one claimed event, ending in exactly one store call.
+    /// A store error is logged here (the event's lease will expire and it
+    /// will be claimed again) and returned.
+    pub async fn process(
+        &self,
+        event: &ClaimedEvent,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, StoreError> {
+        let result = self.attempt(event, cancel).await;
+        match &result {
+            Ok(outcome) => {
+                tracing::debug!(event_id = event.id, source = %event.source, ?outcome, "event processed")
+            }
+            Err(e) => tracing::error!(event_id = event.id, source = %event.source, error = %e,
+                "could not record the outcome of an event; it will be retried when its lease expires"),
+        }
+        result
+    }
+
+    async fn attempt(
+        &self,
+        event: &ClaimedEvent,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, StoreError> {
+        let Some(source) = self.sources.get(&event.source) else {
+            let message = format!("source {:?} is no longer configured", event.source);
+            return self.fail(event, FetchError::Permanent { message }).await;
+        };
+        let data = match &source.config.fetch {
+            Some(fetch) => match self.fetch(event, fetch, cancel).await? {
+                Fetched::Data(data) => Some(data),
+                Fetched::Failed(error) => return self.fail(event, error).await,
+                Fetched::HandedBack(outcome) => return Ok(outcome),
+            },
+            None if event.object_id.is_some() => match payload_object(source, &event.payload) {
+                Ok(data) => Some(data),
+                Err(message) => return self.fail(event, FetchError::Permanent { message }).await,
+            },
+            None => None,
+        };
+        let write = data.map(|data| DomainWrite { data });
+        let result = self
+            .store
+            .complete(event, write.as_ref(), self.clock.now_ms())
+            .await;
+        self.settle(event, result, Outcome::Done)
+    }
+
+    /// Expands the URL, waits for the source's rate limit and fetches.
+    async fn fetch(
+        &self,
+        event: &ClaimedEvent,
+        config: &FetchConfig,
+        cancel: &CancellationToken,
+    ) -> Result<Fetched, StoreError> {
+        let values = TemplateValues {
+            event_id: event.provider_event_id.as_deref(),
+            object_id: event.object_id.as_deref(),
+            object_type: event.object_type.as_deref(),
+            action: event.action.as_deref(),
+        };
+        let url = match fetch::expand_url(&config.url, &values) {
+            Ok(url) => url,
+            Err(e) => {
+                return Ok(Fetched::Failed(FetchError::Permanent {
+                    message: e.to_string(),
+                }))
+            }
+        };
+        let client = match &self.shared.http {
+            Ok(client) => client,
+            Err(message) => return Ok(Fetched::Failed(FetchError::transient_message(message))),
+        };
+        let now = self.clock.now_ms();
+        let max_wait = MAX_TOKEN_WAIT_MS.min(self.lease_ms() / 4);
+        match self.shared.limits.acquire(&event.source, now, max_wait) {
+            Ok(ready_at) if ready_at > now => {
+                let wait = Duration::from_millis(u64::try_from(ready_at - now).unwrap_or(0));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = cancel.cancelled() => {}
+                }
+            }
+            Ok(_) => {}
+            Err(ready_at) => {
+                // `release` makes the event due at the instant it is given
+                // without counting this attempt: here, when a token is free.
+                tracing::debug!(event_id = event.id, source = %event.source, ready_at, "rate-limited; handed back");
+                let result = self.store.release(event, ready_at).await;
+                return self
+                    .settle(event, result, Outcome::Deferred)
+                    .map(Fetched::HandedBack);
+            }
+        }
+        if cancel.is_cancelled() {
+            let result = self.store.release(event, self.clock.now_ms()).await;
+            return self
+                .settle(event, result, Outcome::Released)
+                .map(Fetched::HandedBack);
+        }
+        let result = fetch::fetch_json(client, config, &url, self.clock.now_ms()).await;
+        if let Err(FetchError::Transient {
+            throttled: true,
+            retry_after_ms: Some(until),
+            ..
+        }) = &result
+        {
+            self.shared
+                .limits
+                .pause_until(&event.source, self.clock.now_ms(), *until);
+        }
+        Ok(match result {
+            Ok(data) => Fetched::Data(data),
+            Err(error) => Fetched::Failed(error),
+        })
+    }
+
+    /// Records a failed attempt: retry at the backoff time (no sooner than
+    /// the upstream's `Retry-After`), or dead when permanent or out of attempts.
+    async fn fail(&self, event: &ClaimedEvent, error: FetchError) -> Result<Outcome, StoreError> {
+        let processing = &self.config.processing;
+        let attempt = u32::try_from(event.attempts).unwrap_or(0).max(1);
+        let now = self.clock.now_ms();
+        let (message, retry_at) = match error {
+            FetchError::Permanent { message } => (message, None),
+            FetchError::Transient { message, .. } if attempt >= processing.max_attempts => (
+                format!("{message} (gave up after {attempt} attempts)"),
+                None,
+            ),
+            FetchError::Transient {
+                message,
+                retry_after_ms,
+                ..
+            } => {
+                let delay = backoff::retry_delay_ms(
+                    attempt,
+                    processing.backoff_base_secs,
+                    processing.backoff_max_secs,
+                    &mut rand::thread_rng(),
+                );
+                (
+                    message,
+                    Some(backoff::retry_at_ms(now, delay, retry_after_ms)),
+                )
+            }
+        };
+        let outcome = if retry_at.is_some() {
+            Outcome::Retry
+        } else {
+            Outcome::Dead
+        };
+        tracing::info!(event_id = event.id, source = %event.source, attempt, ?outcome, retry_at, error = %message, "event attempt failed");
+        let result = self.store.fail(event, &message, retry_at, now).await;
+        self.settle(event, result, outcome)
+    }
+
+    /// Turns a lease-guarded store call into the event's outcome, counting it.
+    fn settle(
+        &self,
+        event: &ClaimedEvent,
+        result: Result<(), QueueError>,
+        outcome: Outcome,
+    ) -> Result<Outcome, StoreError> {
+        match result {
+            Ok(()) => {
+                let label = match outcome {
+                    Outcome::Done => Some(ProcessResult::done),
+                    Outcome::Retry => Some(ProcessResult::retry),
+                    Outcome::Dead => Some(ProcessResult::dead),
+                    _ => None,
+                };
+                if let Some(label) = label {
+                    self.metrics.processed(&event.source, label);
+                }
+                Ok(outcome)
+            }
+            Err(QueueError::LeaseLost(id)) => {
+                tracing::warn!(event_id = id, source = %event.source,
+                    "lease lost (it expired and another worker claimed the event); leaving it to them");
+                Ok(Outcome::LeaseLost)
+            }
+            Err(QueueError::Store(e)) => Err(e),
+        }
+    }
+
+    /// How long an idle loop sleeps: until the next event falls due, at most
+    /// `poll_interval_ms`. An event due already but not claimable waits
+    /// behind another event of its object: polling finds it when that ends.
+    async fn idle_delay(&self) -> Duration {
+        let poll_ms = self.config.processing.poll_interval_ms.max(1);
+        let ms = match self.store.next_due_at().await {
+            Ok(Some(at)) => match u64::try_from(at - self.clock.now_ms()) {
+                Ok(until) if until > 0 => until.min(poll_ms),
+                _ => poll_ms,
+            },
+            Ok(None) => poll_ms,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the next due time");
+                poll_ms
+            }
+        };
+        Duration::from_millis(ms)
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.config.processing.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
+/// Where [`Worker::fetch`] left an event.
+enum Fetched {
+    /// The upstream's JSON document.
+    Data(String),
+    Failed(FetchError),
+    /// Already given back to the queue (rate limit, shutdown) or lost.
+    HandedBack(Outcome),
+}
+
+/// The domain data of an event processed without a fetch: Stripe's
+/// `/data/object`, otherwise the whole payload.
+fn payload_object(source: &Source, payload: &str) -> Result<String, String> {
+    if source.config.preset != Preset::Stripe {
+        return Ok(payload.to_string());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(payload).map_err(|_| "the stored payload is not JSON".to_string())?;
+    Ok(match value.pointer("/data/object") {
+        Some(object) => object.to_string(),
+        None => payload.to_string(),
+    })
+}
+
+fn reap(joined: Result<(), JoinError>) {
+    if let Err(e) = joined {
+        if e.is_panic() {
+            tracing::error!(error = %e, "a worker task panicked; its event is retried when the lease expires");
+        }
     }
 }
