@@ -209,18 +209,31 @@ impl Store {
     }
 
     /// Gives a claimed event back without counting the attempt (shutdown):
-    /// it is due again at once. It becomes `failed`, not `pending`, because a
-    /// newer pending row may hold its coalesce key by now.
+    /// it is due again at once.
     pub async fn release(&self, event: &ClaimedEvent, now_ms: i64) -> Result<(), QueueError> {
-        const RELEASE: &str = "\
+        self.defer(event, now_ms, "released at shutdown before finishing")
+            .await
+    }
+
+    /// Gives a claimed event back without counting the attempt, due again at
+    /// `until_ms` (e.g. when its source's rate limit frees a token), with
+    /// `reason` shown as its last error. It becomes `failed`, not `pending`,
+    /// because a newer pending row may hold its coalesce key by now.
+    pub async fn defer(
+        &self,
+        event: &ClaimedEvent,
+        until_ms: i64,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        const DEFER: &str = "\
             UPDATE events SET status = 'failed', next_attempt_at = $1, \
                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-                last_error = 'released at shutdown before finishing', \
-                lease_token = NULL, lease_until = NULL \
-            WHERE id = $2 AND lease_token = $3 AND status = 'processing'";
+                last_error = $2, lease_token = NULL, lease_until = NULL \
+            WHERE id = $3 AND lease_token = $4 AND status = 'processing'";
         let done = with_pool!(self, pool => {
-            sqlx::query(RELEASE)
-                .bind(now_ms)
+            sqlx::query(DEFER)
+                .bind(until_ms)
+                .bind(reason)
                 .bind(event.id)
                 .bind(event.lease_token)
                 .execute(pool)

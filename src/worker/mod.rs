@@ -316,10 +316,13 @@ impl Worker {
             }
             Ok(_) => {}
             Err(ready_at) => {
-                // `release` makes the event due at the instant it is given
+                // `defer` makes the event due at the instant it is given
                 // without counting this attempt: here, when a token is free.
                 tracing::debug!(event_id = event.id, source = %event.source, ready_at, "rate-limited; handed back");
-                let result = self.store.release(event, ready_at).await;
+                let result = self
+                    .store
+                    .defer(event, ready_at, "waiting for the source's rate limit")
+                    .await;
                 return self
                     .settle(event, result, Outcome::Deferred)
                     .map(Fetched::HandedBack);

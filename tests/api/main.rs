@@ -7,4 +7,5 @@ mod helpers;
 
 mod admin;
 mod ingest;
+mod processes;
 mod processing;
