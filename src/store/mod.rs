@@ -198,7 +198,9 @@ mod tests {
     #[test]
     fn busy_and_connection_failures_are_classified_unavailable() {
         assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
-        assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::other("refused"))));
+        assert!(is_unavailable(&sqlx::Error::Io(std::io::Error::other(
+            "refused"
+        ))));
         assert!(!is_unavailable(&sqlx::Error::RowNotFound));
     }
 }
