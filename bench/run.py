@@ -94,6 +94,11 @@ def received(outcome):
 
 class Server:
     def __init__(self, db_url, workers=0, server_extra=""):
+        try:
+            http("GET", "/healthz")
+            sys.exit(f"something already listens on port {PORT}: stop it or set BENCH_PORT")
+        except OSError:
+            pass
         self.dir = tempfile.mkdtemp(prefix="hookledger-bench-")
         cfg = os.path.join(self.dir, "bench.toml")
         with open(cfg, "w") as f:
@@ -167,9 +172,18 @@ def measure(server, mode, conns, seconds, label, source="bench"):
     cpu0 = server.cpu_seconds()
     r = wrk(mode, conns, seconds, f"{label}-{time.time_ns()}", source)
     cpu = server.cpu_seconds() - cpu0
+    # Requests wrk gave up on at the end may still be finishing: wait for the
+    # counters to settle, then read the answers before the rows (a row is
+    # committed before its 202 is counted, so rows >= accepted unless lost).
+    settled = None
+    while True:
+        now = (received("accepted"), received("duplicate"))
+        if now == settled:
+            break
+        settled = now
+        time.sleep(0.3)
+    accepted, duplicate = settled[0] - before_acc, settled[1] - before_dup
     rows = admin("/admin/stats")["total"] - before_rows
-    accepted = received("accepted") - before_acc
-    duplicate = received("duplicate") - before_dup
     ok = r["requests"] - r["non2xx"]
     rps = r["requests"] / (r["duration_us"] / 1e6)
     # Every 202 must stand in the ledger, and every 2xx is a 202 or a 200.

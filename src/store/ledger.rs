@@ -7,6 +7,7 @@
 //! commit); each learns its own outcome, and none is answered before the
 //! commit.
 
+use super::batch::{self, Batch};
 use super::{Store, StoreError};
 use crate::dedup::Strategy;
 
@@ -68,12 +69,20 @@ INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, acti
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
 ON CONFLICT DO NOTHING RETURNING id";
 
-/// Counts a duplicate on the row holding `dedup_key`. A coalesce key names
-/// only its pending row: once claimed, the next delivery is first-seen again.
+/// Counts a duplicate on the row holding `dedup_key`. The strategy condition
+/// is spelled out so each statement can use its partial unique index.
 const RECORD_DUPLICATE: &str = "\
 UPDATE events SET duplicates = duplicates + 1, last_duplicate_at = $1, \
     payload_differs = (payload_differs OR body_hash <> $2) \
-WHERE source = $3 AND dedup_key = $4 AND (strategy <> 'coalesce' OR status = 'pending') \
+WHERE source = $3 AND dedup_key = $4 AND strategy <> 'coalesce' \
+RETURNING id, status";
+
+/// A coalesce key names only its pending row: once claimed, the next
+/// delivery is first-seen again.
+const RECORD_COALESCED: &str = "\
+UPDATE events SET duplicates = duplicates + 1, last_duplicate_at = $1, \
+    payload_differs = (payload_differs OR body_hash <> $2) \
+WHERE source = $3 AND dedup_key = $4 AND strategy = 'coalesce' AND status = 'pending' \
 RETURNING id, status";
 
 /// PostgreSQL: serializes payload-hash deliveries of one body for the rest of
@@ -137,7 +146,12 @@ macro_rules! record_in_tx {
 
 macro_rules! record_duplicate {
     ($conn:expr, $ev:expr, $key:expr, $previous_bucket:expr) => {{
-        let row: Option<(i64, String)> = sqlx::query_as(RECORD_DUPLICATE)
+        let statement = if $ev.strategy == Strategy::Coalesce {
+            RECORD_COALESCED
+        } else {
+            RECORD_DUPLICATE
+        };
+        let row: Option<(i64, String)> = sqlx::query_as(statement)
             .bind($ev.received_at_ms)
             .bind(&$ev.body_hash)
             .bind(&$ev.source)
@@ -171,31 +185,39 @@ impl Store {
         &self,
         events: &[NewEvent],
     ) -> Result<Vec<RecordOutcome>, StoreError> {
-        // Taking row locks in one global order keeps two batches on
-        // PostgreSQL from deadlocking on each other's keys.
-        let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_by(|&a, &b| {
-            (&events[a].source, &events[a].dedup_key)
-                .cmp(&(&events[b].source, &events[b].dedup_key))
-        });
-        let mut outcomes = vec![RecordOutcome::Accepted { id: 0 }; events.len()];
+        let batch = Batch::new(events);
+        let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; events.len()];
+        // What the multi-row fast path leaves goes one at a time, in key
+        // order so that two batches on PostgreSQL take locks in one order.
+        let by_key = |mut left: Vec<usize>| {
+            left.sort_by(|&a, &b| {
+                (&events[a].source, &events[a].dedup_key)
+                    .cmp(&(&events[b].source, &events[b].dedup_key))
+            });
+            left
+        };
         match self {
             Store::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                for &i in &order {
-                    outcomes[i] = record_in_tx!(&mut *tx, &events[i], false);
+                let left = batch::record_sqlite(&mut tx, &batch, &mut outcomes).await?;
+                for i in by_key(left) {
+                    outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i], false));
                 }
                 tx.commit().await?;
             }
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                for &i in &order {
-                    outcomes[i] = record_in_tx!(&mut *tx, &events[i], true);
+                let left = batch::record_postgres(&mut tx, &batch, &mut outcomes).await?;
+                for i in by_key(left) {
+                    outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i], true));
                 }
                 tx.commit().await?;
             }
         }
-        Ok(outcomes)
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every delivery of the batch is settled"))
+            .collect())
     }
 }
 

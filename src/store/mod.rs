@@ -12,6 +12,7 @@
 //!   failing half-way on a stale read snapshot.
 
 pub mod admin;
+mod batch;
 pub mod domain;
 pub mod ledger;
 pub mod queue;
