@@ -139,20 +139,29 @@ impl Application {
         let handle = self.server.handle();
         let shutdown = self.shutdown.clone();
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        // One grace period from the signal covers requests and workers
+        // together: the server may use all of it, the workers what is left.
+        let (signalled_tx, mut signalled) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: no new requests; finishing in-flight work");
+            let _ = signalled_tx.send(tokio::time::Instant::now());
             shutdown.cancel();
             handle.stop(true).await;
         });
         self.server.await?;
+        // Sent before the server was told to stop, so it is there by now.
+        let deadline = signalled
+            .try_recv()
+            .unwrap_or_else(|_| tokio::time::Instant::now())
+            + grace;
         let Application {
             background, state, ..
         } = self;
         // Workers watch the token; ledger writers end once the server (and
         // with it every Ingestor handle) is gone.
         drop(state);
-        if tokio::time::timeout(grace, futures_util::future::join_all(background))
+        if tokio::time::timeout_at(deadline, futures_util::future::join_all(background))
             .await
             .is_err()
         {

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod faults;
 mod ingest;
 mod processes;
 mod processing;
