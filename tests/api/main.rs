@@ -10,3 +10,4 @@ mod faults;
 mod ingest;
 mod processes;
 mod processing;
+mod store;

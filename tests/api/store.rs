@@ -1,0 +1,244 @@
+//! Store contract tests: the SQL behind the API, called directly, on both
+//! backends. These pin down what the handlers and workers rely on — above all
+//! that a group-commit batch tells each delivery exactly whether it was
+//! first-seen, whatever else shares its transaction.
+
+use hookledger::dedup::Strategy;
+use hookledger::store::{NewEvent, RecordOutcome, Store};
+
+use crate::backend_tests;
+use crate::helpers::*;
+
+backend_tests!(
+    a_batch_settles_every_delivery_against_the_ledger_and_each_other,
+    a_batch_mixing_every_strategy_gives_each_its_own_outcome,
+    concurrent_batches_with_overlapping_keys_accept_each_key_once,
+    claims_follow_per_object_arrival_order_and_leases_guard_completion,
+    prune_drops_only_finished_rows_older_than_the_cutoff,
+);
+
+async fn store(backend: Backend) -> (Store, TestDb) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.unwrap();
+    (store, db)
+}
+
+fn event(key: &str, strategy: Strategy, hash: &str, at: i64) -> NewEvent {
+    NewEvent {
+        source: "s".into(),
+        dedup_key: key.into(),
+        previous_key: None,
+        strategy,
+        ignored: false,
+        provider_event_id: key.strip_prefix("id:").map(str::to_string),
+        action: None,
+        object_type: Some("thing".into()),
+        object_id: Some(format!("o-{key}")),
+        event_time_ms: at,
+        payload: "{}".into(),
+        body_hash: hash.into(),
+        received_at_ms: at,
+    }
+}
+
+fn accepted(o: RecordOutcome) -> i64 {
+    match o {
+        RecordOutcome::Accepted { id } => id,
+        other => panic!("expected accepted, got {other:?}"),
+    }
+}
+
+fn duplicate_of(o: RecordOutcome) -> i64 {
+    match o {
+        RecordOutcome::Duplicate { id, .. } => id,
+        other => panic!("expected duplicate, got {other:?}"),
+    }
+}
+
+async fn a_batch_settles_every_delivery_against_the_ledger_and_each_other(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let old = accepted(
+        store
+            .record(&event("id:old", Strategy::EventId, "h1", 1_000))
+            .await
+            .unwrap(),
+    );
+    let batch = vec![
+        event("id:new", Strategy::EventId, "h1", 2_000),
+        event("id:old", Strategy::EventId, "h1", 2_001),
+        event("id:new", Strategy::EventId, "h2", 2_002),
+        event("id:other", Strategy::EventId, "h1", 2_003),
+        event("id:old", Strategy::EventId, "h1", 2_004),
+    ];
+    let out = store.record_batch(&batch).await.unwrap();
+    let new = accepted(out[0]);
+    assert_eq!(duplicate_of(out[1]), old);
+    assert_eq!(
+        duplicate_of(out[2]),
+        new,
+        "a copy in the same batch is a duplicate of the first"
+    );
+    let other = accepted(out[3]);
+    assert_eq!(duplicate_of(out[4]), old);
+    assert!(new != other && new != old);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.total, stats.duplicates), (3, 3));
+    let old_row = store.event(old).await.unwrap().unwrap().row;
+    assert_eq!(
+        (
+            old_row.duplicates,
+            old_row.last_duplicate_at,
+            old_row.payload_differs
+        ),
+        (2, Some(2_004), false)
+    );
+    let new_row = store.event(new).await.unwrap().unwrap().row;
+    assert_eq!(
+        (new_row.duplicates, new_row.payload_differs),
+        (1, true),
+        "h2 differs from h1"
+    );
+}
+
+async fn a_batch_mixing_every_strategy_gives_each_its_own_outcome(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let mut hashed = event("hash:abc:11", Strategy::PayloadHash, "abc", 3_300_000);
+    hashed.previous_key = Some("hash:abc:10".into());
+    let mut earlier = event("hash:abc:10", Strategy::PayloadHash, "abc", 3_299_000);
+    earlier.previous_key = Some("hash:abc:9".into());
+    let first_hash = accepted(store.record(&earlier).await.unwrap());
+    let mut ignored = event("ign:noise:1", Strategy::ActionObject, "h", 1);
+    ignored.ignored = true;
+    let batch = vec![
+        event("co:changed:1", Strategy::Coalesce, "h", 1),
+        event("co:changed:1", Strategy::Coalesce, "h", 2),
+        hashed,
+        ignored.clone(),
+        ignored,
+        event("act:scheduled:1", Strategy::ActionObject, "h", 3),
+    ];
+    let out = store.record_batch(&batch).await.unwrap();
+    let coalesced = accepted(out[0]);
+    assert_eq!(duplicate_of(out[1]), coalesced);
+    assert!(
+        matches!(out[2], RecordOutcome::Duplicate { id, previous_bucket: true } if id == first_hash)
+    );
+    let RecordOutcome::Ignored { id: ignored_id } = out[3] else {
+        panic!("{:?}", out[3])
+    };
+    assert_eq!(out[4], RecordOutcome::Ignored { id: ignored_id });
+    accepted(out[5]);
+    assert_eq!(store.stats().await.unwrap().total, 4);
+}
+
+async fn concurrent_batches_with_overlapping_keys_accept_each_key_once(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    // Eight batches at once, each holding the same 20 keys in its own order.
+    let batches: Vec<Vec<NewEvent>> = (0..8)
+        .map(|b| {
+            (0..20)
+                .map(|k| {
+                    event(
+                        &format!("id:k{}", (k * 7 + b * 3) % 20),
+                        Strategy::EventId,
+                        "h",
+                        10 + b as i64,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let results =
+        futures_util::future::join_all(batches.iter().map(|batch| store.record_batch(batch))).await;
+    let mut first_seen = std::collections::HashMap::new();
+    let mut duplicates = 0;
+    for (batch, result) in batches.iter().zip(results) {
+        for (e, outcome) in batch.iter().zip(result.expect("no batch fails")) {
+            match outcome {
+                RecordOutcome::Accepted { id } => {
+                    assert!(
+                        first_seen.insert(e.dedup_key.clone(), id).is_none(),
+                        "{} accepted twice",
+                        e.dedup_key
+                    );
+                }
+                RecordOutcome::Duplicate { .. } => duplicates += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!((first_seen.len(), duplicates), (20, 140));
+    assert_eq!(store.stats().await.unwrap().duplicates, 140);
+}
+
+async fn claims_follow_per_object_arrival_order_and_leases_guard_completion(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let mut ids = Vec::new();
+    for (i, object) in ["a", "b", "a", "a", "b"].iter().enumerate() {
+        let mut e = event(&format!("id:e{i}"), Strategy::EventId, "h", i as i64);
+        e.object_id = Some(object.to_string());
+        ids.push(accepted(store.record(&e).await.unwrap()));
+    }
+    // One event per object is claimable at a time: the oldest of each.
+    let first = store.claim(100, 1_000, 10).await.unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[0], ids[1]]
+    );
+    assert!(
+        store.claim(100, 1_000, 10).await.unwrap().is_empty(),
+        "nothing else is free"
+    );
+    store.complete(&first[0], None, 200).await.unwrap();
+    let next = store.claim(200, 1_000, 10).await.unwrap();
+    assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ids[2]]);
+    // The lease on b's event expires; a new claim takes it over and the old
+    // holder can no longer complete it.
+    let taken = store.claim(1_200, 1_000, 10).await.unwrap();
+    assert!(taken.iter().any(|e| e.id == ids[1]));
+    assert!(
+        store.complete(&first[1], None, 1_300).await.is_err(),
+        "a lost lease cannot complete"
+    );
+    let retaken = taken.iter().find(|e| e.id == ids[1]).unwrap();
+    assert_eq!(retaken.attempts, 2);
+    store.complete(retaken, None, 1_300).await.unwrap();
+    assert_eq!(
+        store.event_status(ids[1]).await.unwrap().as_deref(),
+        Some("done")
+    );
+}
+
+async fn prune_drops_only_finished_rows_older_than_the_cutoff(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let done = accepted(
+        store
+            .record(&event("id:done", Strategy::EventId, "h", 10))
+            .await
+            .unwrap(),
+    );
+    let pending = accepted(
+        store
+            .record(&event("id:pending", Strategy::EventId, "h", 10))
+            .await
+            .unwrap(),
+    );
+    let recent = accepted(
+        store
+            .record(&event("id:recent", Strategy::EventId, "h", 5_000))
+            .await
+            .unwrap(),
+    );
+    let claimed = store.claim(20, 1_000, 10).await.unwrap();
+    let done_claim = claimed.iter().find(|e| e.id == done).unwrap();
+    store.complete(done_claim, None, 30).await.unwrap();
+    let other = claimed.iter().find(|e| e.id == pending).unwrap();
+    store.fail(other, "later", Some(10_000), 30).await.unwrap();
+    assert_eq!(store.prune(1_000).await.unwrap(), 1);
+    assert!(store.event(done).await.unwrap().is_none());
+    assert!(
+        store.event(pending).await.unwrap().is_some(),
+        "failed rows wait for their retry"
+    );
+    assert!(store.event(recent).await.unwrap().is_some());
+}
