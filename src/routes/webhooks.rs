@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::dedup::{self, KeyPlan, Strategy};
 use crate::error::ApiError;
 use crate::metrics::{Outcome, UNKNOWN_SOURCE_LABEL};
-use crate::sources::{self, Source};
+use crate::sources::{self, BodyKind, Source};
 use crate::state::AppState;
 use crate::store::{NewEvent, RecordOutcome};
 
@@ -130,7 +130,12 @@ async fn handle(
         }),
         object_id: delivery.object_id,
         event_time_ms: delivery.event_time_ms.unwrap_or(received_at_ms),
-        payload: delivery.payload.to_string(),
+        // A JSON body is stored as received (it parsed, so it is valid JSON
+        // and UTF-8); a form body as its flat JSON object.
+        payload: match kind {
+            BodyKind::Json => String::from_utf8_lossy(&body).into_owned(),
+            BodyKind::Form => delivery.payload.to_string(),
+        },
         body_hash,
         received_at_ms,
     };
