@@ -39,7 +39,7 @@ CREATE UNIQUE INDEX events_coalesce_pending ON events (source, dedup_key)
 CREATE INDEX events_coalesce_key ON events (source, dedup_key, id)
     WHERE strategy = 'coalesce';
 
-CREATE INDEX events_due ON events (next_attempt_at, id)
+CREATE INDEX events_due ON events (id, next_attempt_at)
     WHERE status IN ('pending', 'failed');
 CREATE INDEX events_leased ON events (lease_until)
     WHERE status = 'processing';

@@ -46,7 +46,7 @@ CREATE INDEX events_coalesce_key ON events (source, dedup_key, id)
     WHERE strategy = 'coalesce';
 
 -- The work queue: due events, and unfinished events per object (ordering).
-CREATE INDEX events_due ON events (next_attempt_at, id)
+CREATE INDEX events_due ON events (id, next_attempt_at)
     WHERE status IN ('pending', 'failed');
 CREATE INDEX events_leased ON events (lease_until)
     WHERE status = 'processing';

@@ -177,6 +177,7 @@ impl Store {
     /// Drops finished ledger rows received before `before_ms` (never pending,
     /// processing or failed ones); returns how many.
     pub async fn prune(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let _gate = self.write_gate().await;
         let done = with_pool!(self, pool => {
             sqlx::query(
                 "DELETE FROM events WHERE received_at < $1 \

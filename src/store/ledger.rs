@@ -197,8 +197,9 @@ impl Store {
             left
         };
         match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            Store::Sqlite(sqlite) => {
+                let _gate = self.write_gate().await;
+                let mut tx = sqlite.pool.begin_with("BEGIN IMMEDIATE").await?;
                 let left = batch::record_sqlite(&mut tx, &batch, &mut outcomes).await?;
                 for i in by_key(left) {
                     outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i], false));

@@ -12,7 +12,7 @@
 
 use sqlx::FromRow;
 
-use super::{with_pool, Store, StoreError};
+use super::{with_pool, with_work_pool, Store, StoreError};
 
 /// An event a worker holds a lease on.
 #[derive(Debug, Clone, FromRow)]
@@ -53,13 +53,34 @@ impl From<sqlx::Error> for QueueError {
     }
 }
 
-const CLAIMABLE: &str = "\
-((e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3) \
-  OR (e.status = 'processing' AND e.lease_until <= $3)) \
-AND (e.object_id IS NULL OR NOT EXISTS ( \
+/// No earlier unfinished event of the same object: per-object arrival order.
+const NO_EARLIER_OPEN: &str = "\
+(e.object_id IS NULL OR NOT EXISTS ( \
     SELECT 1 FROM events o \
     WHERE o.source = e.source AND o.object_type = e.object_type AND o.object_id = e.object_id \
       AND o.status IN ('pending', 'processing', 'failed') AND o.id < e.id))";
+
+/// The ids a claim may take, oldest first: due pending/failed events
+/// (walked in id order on `events_due`) and expired leases (on
+/// `events_leased`). Two index-friendly halves instead of one `OR`, so a
+/// claim reads only the head of the queue however long the backlog is.
+fn claimable_ids() -> String {
+    format!(
+        "SELECT id FROM (SELECT e.id FROM events e \
+           WHERE e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3 AND {NO_EARLIER_OPEN} \
+           ORDER BY e.id LIMIT $4) AS due \
+         UNION ALL \
+         SELECT id FROM (SELECT e.id FROM events e \
+           WHERE e.status = 'processing' AND e.lease_until <= $3 AND {NO_EARLIER_OPEN} \
+           ORDER BY e.id LIMIT $4) AS expired"
+    )
+}
+
+/// The same conditions on one row, re-checked by PostgreSQL on each row it
+/// locks (a row may have changed while the claim waited for it).
+const CLAIMABLE: &str = "\
+((e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3) \
+  OR (e.status = 'processing' AND e.lease_until <= $3))";
 
 const RETURNING_CLAIMED: &str = "RETURNING events.id, events.source, events.dedup_key, \
 events.provider_event_id, events.action, events.object_type, events.object_id, \
@@ -81,21 +102,25 @@ impl Store {
             Store::Sqlite(_) => format!(
                 "UPDATE events SET status = 'processing', lease_token = $1, lease_until = $2, \
                  attempts = attempts + 1 \
-                 WHERE id IN (SELECT e.id FROM events e WHERE {CLAIMABLE} ORDER BY e.id LIMIT $4) \
-                 {RETURNING_CLAIMED}"
+                 WHERE id IN (SELECT id FROM ({ids}) ORDER BY id LIMIT $4) \
+                 {RETURNING_CLAIMED}",
+                ids = claimable_ids()
             ),
             // SKIP LOCKED lets concurrent claimers pass over each other's rows;
             // a row that changed under us is re-checked against the WHERE.
             Store::Postgres(_) => format!(
-                "WITH picked AS (SELECT e.id FROM events e WHERE {CLAIMABLE} \
+                "WITH picked AS (SELECT e.id FROM events e \
+                   WHERE e.id IN ({ids}) AND {CLAIMABLE} AND {NO_EARLIER_OPEN} \
                    ORDER BY e.id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE events SET status = 'processing', lease_token = $1, lease_until = $2, \
                    attempts = events.attempts + 1 \
                  FROM picked WHERE events.id = picked.id \
-                 {RETURNING_CLAIMED}"
+                 {RETURNING_CLAIMED}",
+                ids = claimable_ids()
             ),
         };
-        let mut claimed: Vec<ClaimedEvent> = with_pool!(self, pool => {
+        let _gate = self.write_gate().await;
+        let mut claimed: Vec<ClaimedEvent> = with_work_pool!(self, pool => {
             sqlx::query_as(&sql)
                 .bind(token)
                 .bind(now_ms + lease_ms)
@@ -161,8 +186,9 @@ impl Store {
             }};
         }
         match self {
-            Store::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            Store::Sqlite(sqlite) => {
+                let _gate = self.write_gate().await;
+                let mut tx = sqlite.work.begin_with("BEGIN IMMEDIATE").await?;
                 body!(tx)
             }
             Store::Postgres(pool) => {
@@ -190,7 +216,8 @@ impl Store {
             Some(at) => ("failed", at, None),
             None => ("dead", now_ms, Some(now_ms)),
         };
-        let done = with_pool!(self, pool => {
+        let _gate = self.write_gate().await;
+        let done = with_work_pool!(self, pool => {
             sqlx::query(FAIL)
                 .bind(status)
                 .bind(next)
@@ -230,7 +257,8 @@ impl Store {
                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
                 last_error = $2, lease_token = NULL, lease_until = NULL \
             WHERE id = $3 AND lease_token = $4 AND status = 'processing'";
-        let done = with_pool!(self, pool => {
+        let _gate = self.write_gate().await;
+        let done = with_work_pool!(self, pool => {
             sqlx::query(DEFER)
                 .bind(until_ms)
                 .bind(reason)
@@ -258,9 +286,11 @@ impl Store {
                   SELECT 1 FROM events p WHERE p.source = events.source \
                     AND p.dedup_key = events.dedup_key AND p.strategy = 'coalesce' \
                     AND p.status = 'pending' AND p.id <> events.id))";
+        let gate = self.write_gate().await;
         let done = with_pool!(self, pool => {
             sqlx::query(REPLAY).bind(now_ms).bind(id).execute(pool).await?.rows_affected()
         });
+        drop(gate);
         if done == 1 {
             return Ok(true);
         }
