@@ -695,6 +695,14 @@ pub fn check_template(template: &str) -> Result<(), String> {
         return Err("must name a host".to_string());
     }
     let after_scheme = literal.split_once("://").map(|(_, r)| r).unwrap_or("");
+    let authority = &after_scheme[..after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len())];
+    // `https:///{object_id}` parses with the first path segment as its host:
+    // the host must stand in the template itself.
+    if authority.is_empty() {
+        return Err("must name its host literally, after the scheme's //".to_string());
+    }
     if first_placeholder.is_some() && !after_scheme.contains(['/', '?', '#']) {
         return Err(
             "placeholders may stand only after the host (in the path or query)".to_string(),
@@ -796,6 +804,8 @@ secret = "pre-${GH}-post"
             ("https://api.example.com/{object_id", "unclosed"),
             ("ftp://api.example.com/{object_id}", "http"),
             ("not a url {object_id}", "valid URL"),
+            ("https:///{object_id}", "host literally"),
+            ("https:///{object_id}/x", "host literally"),
         ] {
             let text = format!(
                 "{MINIMAL}[sources.a]\npreset = \"acuity\"\nsecret = \"k\"\nfetch.url = \"{template}\"\n"

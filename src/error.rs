@@ -103,6 +103,11 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::StorageUnavailable(_) | ApiError::Overloaded) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
+        if matches!(self, ApiError::PayloadTooLarge(_)) {
+            // Whatever is left of the body is not read: the connection
+            // closes, so an endless body costs nothing after its 413.
+            response.force_close();
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }

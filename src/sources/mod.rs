@@ -32,6 +32,12 @@ pub const MAX_ID_BYTES: usize = 256;
 pub trait Headers {
     /// The first value of `name` (ASCII case-insensitive), if it is valid UTF-8.
     fn get(&self, name: &str) -> Option<&str>;
+
+    /// Whether `name` is present at all, UTF-8 or not: a signature header
+    /// that is there but unreadable is invalid, not missing.
+    fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
 }
 
 impl Headers for actix_web::http::header::HeaderMap {
@@ -39,6 +45,10 @@ impl Headers for actix_web::http::header::HeaderMap {
         // The inherent `get` lowercases `name`; an invalid name finds nothing.
         let value = actix_web::http::header::HeaderMap::get(self, name)?;
         std::str::from_utf8(value.as_bytes()).ok()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        actix_web::http::header::HeaderMap::contains_key(self, name)
     }
 }
 
@@ -95,6 +105,10 @@ impl Headers for BTreeMap<String, String> {
 impl<T: Headers + ?Sized> Headers for &T {
     fn get(&self, name: &str) -> Option<&str> {
         (**self).get(name)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        (**self).contains(name)
     }
 }
 
@@ -199,6 +213,11 @@ impl Source {
                 return Err(PayloadError(format!(
                     "the {what} is longer than {MAX_ID_BYTES} bytes"
                 )));
+            }
+            // PostgreSQL text cannot hold U+0000, and no provider sends it in
+            // an id: refuse it the same way on every backend.
+            if value.as_ref().is_some_and(|v| v.contains('\0')) {
+                return Err(PayloadError(format!("the {what} contains a NUL character")));
             }
         }
         Ok(Delivery {

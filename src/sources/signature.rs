@@ -231,10 +231,12 @@ fn new_message_id() -> String {
 }
 
 fn required<'h>(headers: &'h dyn Headers, name: &str) -> Result<&'h str, SignatureError> {
-    headers
-        .get(name)
-        .map(str::trim)
-        .ok_or(SignatureError::Missing)
+    match headers.get(name) {
+        Some(value) => Ok(value.trim()),
+        // Present but not UTF-8: unparseable, so invalid.
+        None if headers.contains(name) => Err(SignatureError::Invalid),
+        None => Err(SignatureError::Missing),
+    }
 }
 
 fn decode_hex(value: &str) -> Option<Vec<u8>> {
