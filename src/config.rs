@@ -698,15 +698,15 @@ pub fn check_template(template: &str) -> Result<(), String> {
     let authority = &after_scheme[..after_scheme
         .find(['/', '?', '#'])
         .unwrap_or(after_scheme.len())];
-    // `https:///{object_id}` parses with the first path segment as its host:
-    // the host must stand in the template itself.
-    if authority.is_empty() {
-        return Err("must name its host literally, after the scheme's //".to_string());
-    }
     if first_placeholder.is_some() && !after_scheme.contains(['/', '?', '#']) {
         return Err(
             "placeholders may stand only after the host (in the path or query)".to_string(),
         );
+    }
+    // `https:///{object_id}` parses with the first path segment as its host:
+    // the host must stand in the template itself.
+    if authority.is_empty() {
+        return Err("must name its host literally, after the scheme's //".to_string());
     }
     Ok(())
 }
