@@ -16,6 +16,7 @@
 
 pub mod admin;
 mod batch;
+pub mod complete;
 pub mod domain;
 pub mod ledger;
 pub mod queue;

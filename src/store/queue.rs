@@ -136,65 +136,17 @@ impl Store {
     /// Marks a claimed event `done` and, when it names an object, upserts the
     /// object's domain row — in one transaction, and only if the lease is
     /// still ours. An older event never overwrites a newer row: rows compare
-    /// by `(event_time, ledger id)`.
+    /// by `(event_time, ledger id)`. A batch of one of
+    /// [`complete_batch`](Store::complete_batch).
     pub async fn complete(
         &self,
         event: &ClaimedEvent,
         write: Option<&DomainWrite>,
         now_ms: i64,
     ) -> Result<(), QueueError> {
-        const MARK_DONE: &str = "\
-            UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
-                lease_until = NULL, last_error = NULL \
-            WHERE id = $2 AND lease_token = $3 AND status = 'processing'";
-        const UPSERT_DOMAIN: &str = "\
-            INSERT INTO domain_objects (source, object_type, object_id, data, last_event_id, \
-                event_time, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7) \
-            ON CONFLICT (source, object_type, object_id) DO UPDATE SET \
-                data = excluded.data, last_event_id = excluded.last_event_id, \
-                event_time = excluded.event_time, updated_at = excluded.updated_at \
-            WHERE (excluded.event_time, excluded.last_event_id) \
-               >= (domain_objects.event_time, domain_objects.last_event_id)";
-        macro_rules! body {
-            ($tx:ident) => {{
-                let done = sqlx::query(MARK_DONE)
-                    .bind(now_ms)
-                    .bind(event.id)
-                    .bind(event.lease_token)
-                    .execute(&mut *$tx)
-                    .await?;
-                if done.rows_affected() != 1 {
-                    // Dropping the transaction rolls it back.
-                    return Err(QueueError::LeaseLost(event.id));
-                }
-                if let (Some(write), Some(object_type), Some(object_id)) =
-                    (write, &event.object_type, &event.object_id)
-                {
-                    sqlx::query(UPSERT_DOMAIN)
-                        .bind(&event.source)
-                        .bind(object_type)
-                        .bind(object_id)
-                        .bind(&write.data)
-                        .bind(event.id)
-                        .bind(event.event_time)
-                        .bind(now_ms)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-                $tx.commit().await?;
-            }};
-        }
-        match self {
-            Store::Sqlite(sqlite) => {
-                let _gate = self.write_gate().await;
-                let mut tx = sqlite.work.begin_with("BEGIN IMMEDIATE").await?;
-                body!(tx)
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                body!(tx)
-            }
+        let done = self.complete_batch(&[(event, write)], now_ms).await?;
+        if done != [true] {
+            return Err(QueueError::LeaseLost(event.id));
         }
         Ok(())
     }

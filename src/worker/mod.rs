@@ -2,7 +2,8 @@
 //! ([`Store::claim`], which holds the lease and per-object ordering in SQL),
 //! fetch details when the source says so ([`fetch`], paced per source by
 //! [`rate`]), and finish each attempt with exactly one lease-guarded store
-//! call: `complete` (domain row + `done` in one transaction), `fail` (retry
+//! call: `complete` (domain row + `done` in one transaction, shared with the
+//! other events finished around the same time: see [`Completer`]), `fail` (retry
 //! at a time from [`backoff`], or `dead`) or `release` (not attempted after
 //! all). A worker whose lease was taken over learns it from that call
 //! (`LeaseLost`) and leaves the event to its new owner. Nothing is held open
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +38,8 @@ use rate::RateLimits;
 
 /// Events claimed per round by [`Worker::drain`].
 pub const DRAIN_BATCH: usize = 32;
+/// The most finished events [`Completer`] commits in one transaction.
+pub const COMPLETE_BATCH_MAX: usize = 256;
 /// The longest an event waits, holding its lease, for its source's rate
 /// limit; beyond that it is handed back, due when a token would be free.
 pub const MAX_TOKEN_WAIT_MS: i64 = 5_000;
@@ -77,6 +81,14 @@ pub enum Outcome {
     Released,
     /// Someone else holds the lease now; they finish it.
     LeaseLost,
+}
+
+/// Where [`Worker::attempt`] left an event.
+enum Step {
+    /// Settled by a store call of its own (fail, defer, release) or lost.
+    Settled(Outcome),
+    /// Processed: to be completed (`done` + domain write) by the caller.
+    Complete(Option<DomainWrite>),
 }
 
 impl Outcome {
@@ -141,6 +153,10 @@ impl Worker {
     /// returns.
     pub async fn run(self, concurrency: usize, shutdown: CancellationToken) {
         let concurrency = concurrency.max(1);
+        // Every in-flight task waits for its completion's answer, so once
+        // `in_flight` is drained the completer has nothing left; it stops
+        // when the last sender (ours, dropped on return) is gone.
+        let completer = Completer::start(self.store.clone(), self.clock.clone(), concurrency);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut store_backoff_ms = 0;
         tracing::info!(concurrency, "workers started");
@@ -177,9 +193,10 @@ impl Worker {
             for event in claimed {
                 let worker = self.clone();
                 let shutdown = shutdown.clone();
+                let completer = completer.clone();
                 in_flight.spawn(async move {
                     // Errors are logged inside; the lease expiry retries.
-                    let _ = worker.process(&event, &shutdown).await;
+                    let _ = worker.process_with(&event, &shutdown, &completer).await;
                 });
             }
             if full {
@@ -214,10 +231,42 @@ impl Worker {
         let now = self.clock.now_ms();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let claimed = self.store.claim(now, self.lease_ms(), limit).await?;
-        let outcomes = join_all(claimed.iter().map(|event| self.process(event, cancel))).await;
-        let mut finished = 0;
+        let steps = join_all(claimed.iter().map(|event| self.attempt(event, cancel))).await;
+        // The processed events are completed together, in one transaction.
+        let mut outcomes: Vec<Option<Result<Outcome, StoreError>>> = Vec::new();
+        let mut to_complete = Vec::new();
+        for (i, step) in steps.into_iter().enumerate() {
+            outcomes.push(match step {
+                Ok(Step::Settled(outcome)) => Some(Ok(outcome)),
+                Ok(Step::Complete(write)) => {
+                    to_complete.push((i, write));
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            });
+        }
+        // A failed batch fails each event in it; the store's own error is
+        // the one returned.
         let mut first_error = None;
-        for outcome in outcomes {
+        if !to_complete.is_empty() {
+            let batch: Vec<_> = to_complete
+                .iter()
+                .map(|(i, write)| (&claimed[*i], write.as_ref()))
+                .collect();
+            let result = self.store.complete_batch(&batch, self.clock.now_ms()).await;
+            for (n, (i, _)) in to_complete.iter().enumerate() {
+                let done = match &result {
+                    Ok(done) => Ok(done[n]),
+                    Err(e) => Err(StoreError::BatchFailed(e.to_string())),
+                };
+                outcomes[*i] = Some(self.settle_completion(&claimed[*i], done));
+            }
+            first_error = result.err();
+        }
+        let mut finished = 0;
+        for (event, outcome) in claimed.iter().zip(outcomes) {
+            let outcome = outcome.expect("every claimed event has an outcome");
+            log_outcome(event, &outcome);
             match outcome {
                 Ok(outcome) => finished += usize::from(outcome.finished()),
                 Err(e) => {
@@ -239,43 +288,87 @@ impl Worker {
         event: &ClaimedEvent,
         cancel: &CancellationToken,
     ) -> Result<Outcome, StoreError> {
-        let result = self.attempt(event, cancel).await;
-        match &result {
-            Ok(outcome) => {
-                tracing::debug!(event_id = event.id, source = %event.source, ?outcome, "event processed")
+        let result = match self.attempt(event, cancel).await {
+            Ok(Step::Settled(outcome)) => Ok(outcome),
+            Ok(Step::Complete(write)) => {
+                let result = self
+                    .store
+                    .complete(event, write.as_ref(), self.clock.now_ms())
+                    .await;
+                self.settle(event, result, Outcome::Done)
             }
-            Err(e) => tracing::error!(event_id = event.id, source = %event.source, error = %e,
-                "could not record the outcome of an event; it will be retried when its lease expires"),
-        }
+            Err(e) => Err(e),
+        };
+        log_outcome(event, &result);
         result
     }
 
+    /// [`process`](Worker::process), with the completion committed by
+    /// `completer` together with other events finished around the same time.
+    async fn process_with(
+        &self,
+        event: &ClaimedEvent,
+        cancel: &CancellationToken,
+        completer: &Completer,
+    ) -> Result<Outcome, StoreError> {
+        let result = match self.attempt(event, cancel).await {
+            Ok(Step::Settled(outcome)) => Ok(outcome),
+            Ok(Step::Complete(write)) => {
+                let done = completer.complete(event.clone(), write).await;
+                self.settle_completion(event, done)
+            }
+            Err(e) => Err(e),
+        };
+        log_outcome(event, &result);
+        result
+    }
+
+    /// Everything of one attempt but the completion of a processed event,
+    /// which is left to the caller (so that it can be batched).
     async fn attempt(
         &self,
         event: &ClaimedEvent,
         cancel: &CancellationToken,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Step, StoreError> {
         let Some(source) = self.sources.get(&event.source) else {
             let message = format!("source {:?} is no longer configured", event.source);
-            return self.fail(event, FetchError::Permanent { message }).await;
+            return self
+                .fail(event, FetchError::Permanent { message })
+                .await
+                .map(Step::Settled);
         };
         let data = match &source.config.fetch {
             Some(fetch) => match self.fetch(event, fetch, cancel).await? {
                 Fetched::Data(data) => Some(data),
-                Fetched::Failed(error) => return self.fail(event, error).await,
-                Fetched::HandedBack(outcome) => return Ok(outcome),
+                Fetched::Failed(error) => return self.fail(event, error).await.map(Step::Settled),
+                Fetched::HandedBack(outcome) => return Ok(Step::Settled(outcome)),
             },
             None if event.object_id.is_some() => match payload_object(source, &event.payload) {
                 Ok(data) => Some(data),
-                Err(message) => return self.fail(event, FetchError::Permanent { message }).await,
+                Err(message) => {
+                    return self
+                        .fail(event, FetchError::Permanent { message })
+                        .await
+                        .map(Step::Settled)
+                }
             },
             None => None,
         };
-        let write = data.map(|data| DomainWrite { data });
-        let result = self
-            .store
-            .complete(event, write.as_ref(), self.clock.now_ms())
-            .await;
+        Ok(Step::Complete(data.map(|data| DomainWrite { data })))
+    }
+
+    /// Turns the answer of a batched completion (`true`: completed, `false`:
+    /// the lease was lost) into the event's outcome, counting it.
+    fn settle_completion(
+        &self,
+        event: &ClaimedEvent,
+        done: Result<bool, StoreError>,
+    ) -> Result<Outcome, StoreError> {
+        let result = match done {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(QueueError::LeaseLost(event.id)),
+            Err(e) => Err(QueueError::Store(e)),
+        };
         self.settle(event, result, Outcome::Done)
     }
 
@@ -464,6 +557,85 @@ fn payload_object(source: &Source, payload: &str) -> Result<String, String> {
         Some(object) => object.to_string(),
         None => payload.to_string(),
     })
+}
+
+/// Logs how an attempt ended; a store error means the event's lease will
+/// expire and it will be claimed again.
+fn log_outcome(event: &ClaimedEvent, result: &Result<Outcome, StoreError>) {
+    match result {
+        Ok(outcome) => {
+            tracing::debug!(event_id = event.id, source = %event.source, ?outcome, "event processed")
+        }
+        Err(e) => tracing::error!(event_id = event.id, source = %event.source, error = %e,
+            "could not record the outcome of an event; it will be retried when its lease expires"),
+    }
+}
+
+type CompletionReply = oneshot::Sender<Result<bool, String>>;
+
+/// Group commit for completions in the background loop: processing tasks
+/// hand their finished event (and its domain write) to one task, which takes
+/// whatever is queued (up to [`COMPLETE_BATCH_MAX`]), completes it with one
+/// [`Store::complete_batch`] transaction and answers each task with its own
+/// result (`true`: done; `false`: the lease was lost) after the commit. An
+/// event is therefore never reported done before its domain write is
+/// committed, and the next event of its object stays unclaimable until then.
+/// A failed transaction fails exactly the events in it; their leases expire
+/// and they are processed again.
+#[derive(Clone)]
+struct Completer {
+    jobs: mpsc::Sender<(ClaimedEvent, Option<DomainWrite>, CompletionReply)>,
+}
+
+impl Completer {
+    fn start(store: Store, clock: Arc<dyn Clock>, queue: usize) -> Completer {
+        let (jobs, mut queue) =
+            mpsc::channel::<(ClaimedEvent, Option<DomainWrite>, CompletionReply)>(queue.max(1));
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(COMPLETE_BATCH_MAX);
+            while let Some(job) = queue.recv().await {
+                batch.push(job);
+                while batch.len() < COMPLETE_BATCH_MAX {
+                    match queue.try_recv() {
+                        Ok(job) => batch.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let refs: Vec<_> = batch.iter().map(|(e, w, _)| (e, w.as_ref())).collect();
+                let result = store.complete_batch(&refs, clock.now_ms()).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, events = batch.len(), "completing a batch of events failed");
+                }
+                for (n, (_, _, reply)) in batch.drain(..).enumerate() {
+                    // The task waits for this; if it is gone, nothing to tell.
+                    let _ = reply.send(match &result {
+                        Ok(done) => Ok(done[n]),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+            }
+        });
+        Completer { jobs }
+    }
+
+    /// Completes one processed event; returns once its batch has committed.
+    async fn complete(
+        &self,
+        event: ClaimedEvent,
+        write: Option<DomainWrite>,
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::BatchFailed("the completer has stopped".into());
+        self.jobs
+            .send((event, write, reply))
+            .await
+            .map_err(|_| stopped())?;
+        match answer.await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(message)) => Err(StoreError::BatchFailed(message)),
+            Err(_) => Err(stopped()),
+        }
+    }
 }
 
 fn reap(joined: Result<(), JoinError>) {

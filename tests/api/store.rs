@@ -4,6 +4,7 @@
 //! first-seen, whatever else shares its transaction.
 
 use hookledger::dedup::Strategy;
+use hookledger::store::queue::{ClaimedEvent, DomainWrite};
 use hookledger::store::{NewEvent, RecordOutcome, Store};
 
 use crate::backend_tests;
@@ -15,6 +16,7 @@ backend_tests!(
     concurrent_batches_with_overlapping_keys_accept_each_key_once,
     claims_follow_per_object_arrival_order_and_leases_guard_completion,
     prune_drops_only_finished_rows_older_than_the_cutoff,
+    a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win,
 );
 
 async fn store(backend: Backend) -> (Store, TestDb) {
@@ -241,4 +243,127 @@ async fn prune_drops_only_finished_rows_older_than_the_cutoff(backend: Backend) 
         "failed rows wait for their retry"
     );
     assert!(store.event(recent).await.unwrap().is_some());
+}
+
+async fn a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let record = |key: &str, object: Option<&str>, event_time: i64| {
+        let mut e = event(&format!("id:{key}"), Strategy::EventId, "h", 0);
+        e.object_id = object.map(str::to_string);
+        if object.is_none() {
+            e.object_type = None;
+        }
+        e.event_time_ms = event_time;
+        e
+    };
+    // A claim whose lease expires and is taken over below.
+    let lost = accepted(store.record(&record("lost", Some("l"), 10)).await.unwrap());
+    let stale = store.claim(0, 100, 1).await.unwrap();
+    assert_eq!(stale.iter().map(|e| e.id).collect::<Vec<_>>(), vec![lost]);
+    let n_new = accepted(store.record(&record("n1", Some("n"), 1_000)).await.unwrap());
+    // Arrives later but happened earlier: must not overwrite n's row.
+    let n_old = accepted(store.record(&record("n2", Some("n"), 900)).await.unwrap());
+    let x = accepted(store.record(&record("x", Some("x"), 500)).await.unwrap());
+    let y = accepted(store.record(&record("y", Some("y"), 400)).await.unwrap());
+    let bare = accepted(store.record(&record("bare", None, 1)).await.unwrap());
+
+    let claimed = store.claim(200, 10_000, 10).await.unwrap();
+    let find = |id: i64| claimed.iter().find(|e| e.id == id).unwrap().clone();
+    assert_eq!(
+        claimed.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![lost, n_new, x, y, bare],
+        "the expired lease is taken over; n's second event waits for its first"
+    );
+    let write = |data: &str| {
+        Some(DomainWrite {
+            data: format!("{{\"v\":\"{data}\"}}"),
+        })
+    };
+    // Per-object order keeps two events of one object out of a batch; were
+    // they in one anyway, the newer by (event_time, id) must be the one kept
+    // (here the older id, with the later event_time).
+    let mut y_as_x: ClaimedEvent = find(y);
+    y_as_x.object_id = Some("x".into());
+    let batch = [
+        (stale[0].clone(), write("stale")),
+        (find(n_new), write("n-1000")),
+        (find(x), write("x-500")),
+        (y_as_x, write("y-400")),
+        (find(bare), None),
+    ];
+    let refs: Vec<_> = batch.iter().map(|(e, w)| (e, w.as_ref())).collect();
+    assert_eq!(
+        store.complete_batch(&refs, 300).await.unwrap(),
+        vec![false, true, true, true, true]
+    );
+    let data =
+        |o: Option<hookledger::store::domain::DomainObject>| o.map(|o| (o.data, o.last_event_id));
+    assert_eq!(
+        data(store.domain_object("s", "thing", "l").await.unwrap()),
+        None,
+        "a lost lease writes nothing"
+    );
+    assert_eq!(
+        store.event_status(lost).await.unwrap().as_deref(),
+        Some("processing"),
+        "the new holder still has it"
+    );
+    assert_eq!(
+        data(store.domain_object("s", "thing", "x").await.unwrap()),
+        Some((r#"{"v":"x-500"}"#.to_string(), x))
+    );
+    assert_eq!(
+        data(store.domain_object("s", "thing", "y").await.unwrap()),
+        None
+    );
+    for id in [n_new, x, y, bare] {
+        assert_eq!(
+            store.event_status(id).await.unwrap().as_deref(),
+            Some("done")
+        );
+    }
+
+    // n's second event is claimable now; its older write loses to the row.
+    let next = store.claim(400, 10_000, 10).await.unwrap();
+    assert_eq!(next.iter().map(|e| e.id).collect::<Vec<_>>(), vec![n_old]);
+    let w = write("n-900");
+    assert_eq!(
+        store
+            .complete_batch(&[(&next[0], w.as_ref())], 500)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    let n = store
+        .domain_object("s", "thing", "n")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (n.data.as_str(), n.last_event_id, n.event_time),
+        (r#"{"v":"n-1000"}"#, n_new, 1_000)
+    );
+    assert_eq!(
+        store.event_status(n_old).await.unwrap().as_deref(),
+        Some("done")
+    );
+
+    // The new holder of the taken-over event completes it.
+    let w = write("l");
+    assert_eq!(
+        store
+            .complete_batch(&[(&find(lost), w.as_ref())], 600)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        data(store.domain_object("s", "thing", "l").await.unwrap()),
+        Some((r#"{"v":"l"}"#.to_string(), lost))
+    );
+    assert_eq!(store.domain_object_count().await.unwrap(), 3);
+    assert_eq!(
+        store.complete_batch(&[], 700).await.unwrap(),
+        Vec::<bool>::new()
+    );
 }

@@ -1,0 +1,221 @@
+//! Completing claimed events in batches: one transaction marks a whole batch
+//! `done` with one multi-row, lease-guarded `UPDATE … RETURNING id` and
+//! writes their domain rows with one multi-row upsert, instead of a
+//! transaction (and a commit) per event. Like the ingest fast path in
+//! `batch.rs`, each statement takes the batch as one parameter set (SQLite: a
+//! JSON array read with `json_each`; PostgreSQL: `UNNEST` of arrays), so the
+//! statement text never changes and stays prepared.
+//!
+//! Only events whose lease is still held (the `UPDATE` returned their id) get
+//! their domain write. Per-object order means a batch normally holds at most
+//! one event per object; should two name the same object anyway, only the
+//! newer by `(event_time, ledger id)` goes into the upsert (PostgreSQL refuses
+//! an `ON CONFLICT DO UPDATE` that touches one row twice), which is what the
+//! "newer wins" rule would have kept.
+
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::{PgConnection, SqliteConnection};
+
+use super::queue::{ClaimedEvent, DomainWrite};
+use super::{Store, StoreError};
+
+/// One finished event and the domain write it brings, if any.
+pub type Completion<'a> = (&'a ClaimedEvent, Option<&'a DomainWrite>);
+
+/// A domain row to upsert: the newest write per object among the completed.
+struct Upsert<'a> {
+    source: &'a str,
+    object_type: &'a str,
+    object_id: &'a str,
+    data: &'a str,
+    event_id: i64,
+    event_time: i64,
+}
+
+/// The writes of the completed events, one per object (the newest), in
+/// object order so that concurrent batches lock domain rows in one order.
+fn upserts<'a>(batch: &[Completion<'a>], completed: &HashSet<i64>) -> Vec<Upsert<'a>> {
+    let mut by_object: BTreeMap<(&str, &str, &str), Upsert<'a>> = BTreeMap::new();
+    for &(event, write) in batch {
+        let (Some(write), Some(object_type), Some(object_id)) = (
+            write,
+            event.object_type.as_deref(),
+            event.object_id.as_deref(),
+        ) else {
+            continue;
+        };
+        if !completed.contains(&event.id) {
+            continue;
+        }
+        let row = Upsert {
+            source: &event.source,
+            object_type,
+            object_id,
+            data: &write.data,
+            event_id: event.id,
+            event_time: event.event_time,
+        };
+        match by_object.entry((&event.source, object_type, object_id)) {
+            Entry::Vacant(slot) => {
+                slot.insert(row);
+            }
+            Entry::Occupied(mut slot) => {
+                let kept = slot.get();
+                if (row.event_time, row.event_id) > (kept.event_time, kept.event_id) {
+                    slot.insert(row);
+                }
+            }
+        }
+    }
+    by_object.into_values().collect()
+}
+
+const SQLITE_MARK_DONE: &str = "\
+WITH b AS (SELECT j.value ->> 0 AS id, j.value ->> 1 AS token FROM json_each($2) AS j) \
+UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
+    lease_until = NULL, last_error = NULL \
+FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
+RETURNING events.id";
+
+const SQLITE_UPSERT_DOMAIN: &str = "\
+INSERT INTO domain_objects (source, object_type, object_id, data, last_event_id, \
+    event_time, updated_at) \
+SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+    j.value ->> 5, $1 \
+FROM json_each($2) AS j WHERE true ORDER BY j.key \
+ON CONFLICT (source, object_type, object_id) DO UPDATE SET \
+    data = excluded.data, last_event_id = excluded.last_event_id, \
+    event_time = excluded.event_time, updated_at = excluded.updated_at \
+WHERE (excluded.event_time, excluded.last_event_id) \
+   >= (domain_objects.event_time, domain_objects.last_event_id)";
+
+/// No explicit lock ordering is needed: an event's lease token is held by
+/// one worker, so two batches never both match one events row (a batch that
+/// lost the lease waits for the new owner's lock, then no longer matches).
+const POSTGRES_MARK_DONE: &str = "\
+WITH b AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) AS b(id, token)) \
+UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
+    lease_until = NULL, last_error = NULL \
+FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
+RETURNING events.id";
+
+const POSTGRES_UPSERT_DOMAIN: &str = "\
+INSERT INTO domain_objects (source, object_type, object_id, data, last_event_id, \
+    event_time, updated_at) \
+SELECT u.source, u.object_type, u.object_id, u.data, u.event_id, u.event_time, $1 \
+FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
+    WITH ORDINALITY AS u(source, object_type, object_id, data, event_id, event_time, ord) \
+ORDER BY u.ord \
+ON CONFLICT (source, object_type, object_id) DO UPDATE SET \
+    data = excluded.data, last_event_id = excluded.last_event_id, \
+    event_time = excluded.event_time, updated_at = excluded.updated_at \
+WHERE (excluded.event_time, excluded.last_event_id) \
+   >= (domain_objects.event_time, domain_objects.last_event_id)";
+
+async fn complete_sqlite(
+    conn: &mut SqliteConnection,
+    batch: &[Completion<'_>],
+    now_ms: i64,
+) -> Result<HashSet<i64>, sqlx::Error> {
+    let rows: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|(e, _)| serde_json::json!([e.id, e.lease_token]))
+        .collect();
+    let done: Vec<(i64,)> = sqlx::query_as(SQLITE_MARK_DONE)
+        .bind(now_ms)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    let done: HashSet<i64> = done.into_iter().map(|(id,)| id).collect();
+    let writes = upserts(batch, &done);
+    if !writes.is_empty() {
+        let rows: Vec<serde_json::Value> = writes
+            .iter()
+            .map(|w| {
+                serde_json::json!([
+                    w.source,
+                    w.object_type,
+                    w.object_id,
+                    w.data,
+                    w.event_id,
+                    w.event_time
+                ])
+            })
+            .collect();
+        sqlx::query(SQLITE_UPSERT_DOMAIN)
+            .bind(now_ms)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(done)
+}
+
+async fn complete_postgres(
+    conn: &mut PgConnection,
+    batch: &[Completion<'_>],
+    now_ms: i64,
+) -> Result<HashSet<i64>, sqlx::Error> {
+    let done: Vec<(i64,)> = sqlx::query_as(POSTGRES_MARK_DONE)
+        .bind(now_ms)
+        .bind(batch.iter().map(|(e, _)| e.id).collect::<Vec<i64>>())
+        .bind(
+            batch
+                .iter()
+                .map(|(e, _)| e.lease_token)
+                .collect::<Vec<i64>>(),
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+    let done: HashSet<i64> = done.into_iter().map(|(id,)| id).collect();
+    let writes = upserts(batch, &done);
+    if !writes.is_empty() {
+        sqlx::query(POSTGRES_UPSERT_DOMAIN)
+            .bind(now_ms)
+            .bind(writes.iter().map(|w| w.source).collect::<Vec<&str>>())
+            .bind(writes.iter().map(|w| w.object_type).collect::<Vec<&str>>())
+            .bind(writes.iter().map(|w| w.object_id).collect::<Vec<&str>>())
+            .bind(writes.iter().map(|w| w.data).collect::<Vec<&str>>())
+            .bind(writes.iter().map(|w| w.event_id).collect::<Vec<i64>>())
+            .bind(writes.iter().map(|w| w.event_time).collect::<Vec<i64>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(done)
+}
+
+impl Store {
+    /// Marks claimed events `done` and upserts the domain rows of those that
+    /// name an object — all in one transaction. Each event is completed only
+    /// if its lease is still held; the answer says which were, in the order
+    /// given (`false`: the lease was lost, and its domain write was not
+    /// applied). An older event never overwrites a newer row: rows compare
+    /// by `(event_time, ledger id)`.
+    pub async fn complete_batch(
+        &self,
+        batch: &[Completion<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let done = match self {
+            Store::Sqlite(sqlite) => {
+                let _gate = self.write_gate().await;
+                let mut tx = sqlite.work.begin_with("BEGIN IMMEDIATE").await?;
+                let done = complete_sqlite(&mut tx, batch, now_ms).await?;
+                tx.commit().await?;
+                done
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let done = complete_postgres(&mut tx, batch, now_ms).await?;
+                tx.commit().await?;
+                done
+            }
+        };
+        Ok(batch.iter().map(|(e, _)| done.contains(&e.id)).collect())
+    }
+}
