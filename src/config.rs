@@ -55,7 +55,7 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub bind: String,
     pub database_url: String,
@@ -71,6 +71,39 @@ pub struct ServerConfig {
     pub batch_max_rows: usize,
     /// How long a batch waits for company after its first row (microseconds).
     pub batch_linger_us: u64,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("admin_token", &self.admin_token)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("workers", &self.workers)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("batch_max_rows", &self.batch_max_rows)
+            .field("batch_linger_us", &self.batch_linger_us)
+            .finish()
+    }
+}
+
+/// A URL with its password (and query, which may carry keys) replaced, for
+/// printing.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("[redacted]"));
+            }
+            if url.query().is_some() {
+                url.set_query(Some("[redacted]"));
+            }
+            url.to_string()
+        }
+        Err(_) => "[unparseable URL]".to_string(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -874,6 +907,18 @@ fetch.url = "https://x.example/{bad}"
             "{MINIMAL}[sources.a]\npreset = \"standard\"\nsecret = \"not-whsec\"\n"
         ));
         assert!(found[0].contains("whsec_"), "{found:?}");
+    }
+
+    #[test]
+    fn database_passwords_never_print() {
+        let config = load_str(
+            &format!("{MINIMAL}database_url = \"postgres://app:pa55word@db.internal/ledger?sslmode=require\"\n"),
+            &env(&[]),
+        )
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("pa55word"), "{printed}");
+        assert!(printed.contains("db.internal"));
     }
 
     #[test]
