@@ -1,7 +1,11 @@
 //! The fast path of group commit: a whole batch of deliveries decided with
-//! one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` and one
-//! multi-row duplicate `UPDATE … RETURNING`, instead of two statements per
-//! delivery. Each statement takes the batch as one parameter set (SQLite:
+//! a multi-row duplicate `UPDATE … RETURNING` (every key that a row already
+//! holds is a duplicate: counted, answered) and a multi-row `INSERT … ON
+//! CONFLICT DO NOTHING RETURNING` for the keys left over (inserted: first
+//! seen), instead of two statements per delivery. A batch of re-deliveries
+//! is thus one statement, and new events carry no 600-byte payloads
+//! through a statement that will not use them. (A third, small `UPDATE`
+//! counts copies of a new key that arrived in the same batch.) Each statement takes the batch as one parameter set (SQLite:
 //! a JSON array read with `json_each`; PostgreSQL: `UNNEST` of arrays), so
 //! the statement text never changes and stays prepared.
 //!
@@ -69,30 +73,55 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn candidates(&self) -> impl Iterator<Item = &NewEvent> {
-        self.groups.iter().map(|g| &self.events[g.members[0]])
+    /// Groups no row holds yet, after the first duplicate update.
+    fn unheld(&self, held: &Duplicated) -> Vec<usize> {
+        (0..self.groups.len())
+            .filter(|&g| !held.contains_key(&self.key_of(g)))
+            .collect()
     }
 
-    /// Settles outcomes from the insert's and the update's answers; returns
-    /// what is left for the one-at-a-time path.
+    fn key_of(&self, g: usize) -> (String, String) {
+        (
+            self.groups[g].source.to_string(),
+            self.groups[g].key.to_string(),
+        )
+    }
+
+    /// The insert candidates of the given groups: each group's first copy.
+    fn candidates<'b>(&'b self, groups: &'b [usize]) -> impl Iterator<Item = &'b NewEvent> {
+        groups
+            .iter()
+            .map(|&g| &self.events[self.groups[g].members[0]])
+    }
+
+    /// Settles outcomes; returns what is left for the one-at-a-time path.
+    /// `held`: groups whose row existed (all copies are duplicates);
+    /// `inserted`: groups inserted now (the first copy is accepted);
+    /// `recounted`: copies after the first of inserted groups.
     fn settle(
         &self,
-        inserted: &HashMap<(String, String), i64>,
-        duplicates: &HashMap<(String, String), (i64, String)>,
+        held: &Duplicated,
+        inserted: &Inserted,
+        recounted: &Duplicated,
         outcomes: &mut [Option<RecordOutcome>],
     ) -> Leftover {
         let mut leftover = self.slow.clone();
-        for group in &self.groups {
-            let key = (group.source.to_string(), group.key.to_string());
-            let mut dups = &group.members[..];
-            if let Some(&id) = inserted.get(&key) {
+        for (g, group) in self.groups.iter().enumerate() {
+            let key = self.key_of(g);
+            let (holder, dups) = if let Some(found) = held.get(&key) {
+                (Some(found), &group.members[..])
+            } else if let Some(&id) = inserted.get(&key) {
                 outcomes[group.members[0]] = Some(RecordOutcome::Accepted { id });
-                dups = &group.members[1..];
-            }
+                (recounted.get(&key), &group.members[1..])
+            } else {
+                // Inserted meanwhile by another writer (PostgreSQL): settle
+                // these one at a time.
+                (None, &group.members[..])
+            };
             if dups.is_empty() {
                 continue;
             }
-            match duplicates.get(&key) {
+            match holder {
                 Some((id, status)) => {
                     for &i in dups {
                         outcomes[i] = Some(if status == "ignored" {
@@ -111,30 +140,24 @@ impl<'a> Batch<'a> {
         leftover
     }
 
-    /// Per group with duplicates: how many, the latest arrival, and the body
-    /// hash they share (`None` when they differ among themselves, which
-    /// means some differ from the original too).
-    fn duplicate_counts(
-        &self,
-        inserted: &HashMap<(String, String), i64>,
-    ) -> Vec<(&str, &str, i64, i64, Option<&str>)> {
-        self.groups
+    /// Duplicate counts for the given groups, skipping each group's first
+    /// `skip` copies: how many, the latest arrival, and the body hash they
+    /// share (`None` when they differ among themselves, which means some
+    /// differ from the original too).
+    fn counts(&self, groups: &[usize], skip: usize) -> Vec<Count<'_>> {
+        groups
             .iter()
-            .filter_map(|g| {
-                let key = (g.source.to_string(), g.key.to_string());
-                let dups = if inserted.contains_key(&key) {
-                    &g.members[1..]
-                } else {
-                    &g.members[..]
-                };
+            .filter_map(|&g| {
+                let group = &self.groups[g];
+                let dups = group.members.get(skip..)?;
                 let first = self.events.get(*dups.first()?)?;
                 let latest = dups.iter().map(|&i| self.events[i].received_at_ms).max()?;
                 let same = dups
                     .iter()
                     .all(|&i| self.events[i].body_hash == first.body_hash);
                 Some((
-                    g.source,
-                    g.key,
+                    group.source,
+                    group.key,
                     dups.len() as i64,
                     latest,
                     same.then_some(first.body_hash.as_str()),
@@ -142,7 +165,21 @@ impl<'a> Batch<'a> {
             })
             .collect()
     }
+
+    fn all_groups(&self) -> Vec<usize> {
+        (0..self.groups.len()).collect()
+    }
+
+    /// Inserted groups with copies after the first.
+    fn with_copies(&self, inserted: &Inserted) -> Vec<usize> {
+        (0..self.groups.len())
+            .filter(|&g| self.groups[g].members.len() > 1 && inserted.contains_key(&self.key_of(g)))
+            .collect()
+    }
 }
+
+/// `(source, dedup_key, copies, latest arrival, shared body hash)`
+type Count<'a> = (&'a str, &'a str, i64, i64, Option<&'a str>);
 
 const SQLITE_INSERT: &str = "\
 INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action, \
@@ -170,10 +207,12 @@ pub(super) async fn record_sqlite(
     batch: &Batch<'_>,
     outcomes: &mut [Option<RecordOutcome>],
 ) -> Result<Leftover, sqlx::Error> {
+    let held = sqlite_duplicates(conn, &batch.counts(&batch.all_groups(), 0)).await?;
+    let unheld = batch.unheld(&held);
     let mut inserted = Inserted::new();
-    if !batch.groups.is_empty() {
+    if !unheld.is_empty() {
         let rows: Vec<serde_json::Value> = batch
-            .candidates()
+            .candidates(&unheld)
             .map(|e| {
                 serde_json::json!([
                     e.source,
@@ -199,23 +238,30 @@ pub(super) async fn record_sqlite(
             .map(|(id, s, k)| ((s, k), id))
             .collect();
     }
-    let counts = batch.duplicate_counts(&inserted);
-    let mut duplicated = Duplicated::new();
-    if !counts.is_empty() {
-        let rows: Vec<serde_json::Value> = counts
-            .iter()
-            .map(|(s, k, n, at, h)| serde_json::json!([s, k, n, at, h]))
-            .collect();
-        let returned: Vec<(i64, String, String, String)> = sqlx::query_as(SQLITE_DUPLICATES)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-        duplicated = returned
-            .into_iter()
-            .map(|(id, s, k, status)| ((s, k), (id, status)))
-            .collect();
+    let recounted =
+        sqlite_duplicates(conn, &batch.counts(&batch.with_copies(&inserted), 1)).await?;
+    Ok(batch.settle(&held, &inserted, &recounted, outcomes))
+}
+
+async fn sqlite_duplicates(
+    conn: &mut SqliteConnection,
+    counts: &[Count<'_>],
+) -> Result<Duplicated, sqlx::Error> {
+    if counts.is_empty() {
+        return Ok(Duplicated::new());
     }
-    Ok(batch.settle(&inserted, &duplicated, outcomes))
+    let rows: Vec<serde_json::Value> = counts
+        .iter()
+        .map(|(s, k, n, at, h)| serde_json::json!([s, k, n, at, h]))
+        .collect();
+    let returned: Vec<(i64, String, String, String)> = sqlx::query_as(SQLITE_DUPLICATES)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(returned
+        .into_iter()
+        .map(|(id, s, k, status)| ((s, k), (id, status)))
+        .collect())
 }
 
 const POSTGRES_INSERT: &str = "\
@@ -248,9 +294,11 @@ pub(super) async fn record_postgres(
     batch: &Batch<'_>,
     outcomes: &mut [Option<RecordOutcome>],
 ) -> Result<Leftover, sqlx::Error> {
+    let held = postgres_duplicates(conn, &batch.counts(&batch.all_groups(), 0)).await?;
+    let unheld = batch.unheld(&held);
     let mut inserted = Inserted::new();
-    if !batch.groups.is_empty() {
-        let c: Vec<&NewEvent> = batch.candidates().collect();
+    if !unheld.is_empty() {
+        let c: Vec<&NewEvent> = batch.candidates(&unheld).collect();
         let col = |f: fn(&NewEvent) -> String| c.iter().map(|e| f(e)).collect::<Vec<String>>();
         let opt = |f: fn(&NewEvent) -> Option<String>| {
             c.iter().map(|e| f(e)).collect::<Vec<Option<String>>>()
@@ -275,21 +323,28 @@ pub(super) async fn record_postgres(
             .map(|(id, s, k)| ((s, k), id))
             .collect();
     }
-    let counts = batch.duplicate_counts(&inserted);
-    let mut duplicated = Duplicated::new();
-    if !counts.is_empty() {
-        let returned: Vec<(i64, String, String, String)> = sqlx::query_as(POSTGRES_DUPLICATES)
-            .bind(counts.iter().map(|c| c.0).collect::<Vec<&str>>())
-            .bind(counts.iter().map(|c| c.1).collect::<Vec<&str>>())
-            .bind(counts.iter().map(|c| c.2).collect::<Vec<i64>>())
-            .bind(counts.iter().map(|c| c.3).collect::<Vec<i64>>())
-            .bind(counts.iter().map(|c| c.4).collect::<Vec<Option<&str>>>())
-            .fetch_all(&mut *conn)
-            .await?;
-        duplicated = returned
-            .into_iter()
-            .map(|(id, s, k, status)| ((s, k), (id, status)))
-            .collect();
+    let recounted =
+        postgres_duplicates(conn, &batch.counts(&batch.with_copies(&inserted), 1)).await?;
+    Ok(batch.settle(&held, &inserted, &recounted, outcomes))
+}
+
+async fn postgres_duplicates(
+    conn: &mut PgConnection,
+    counts: &[Count<'_>],
+) -> Result<Duplicated, sqlx::Error> {
+    if counts.is_empty() {
+        return Ok(Duplicated::new());
     }
-    Ok(batch.settle(&inserted, &duplicated, outcomes))
+    let returned: Vec<(i64, String, String, String)> = sqlx::query_as(POSTGRES_DUPLICATES)
+        .bind(counts.iter().map(|c| c.0).collect::<Vec<&str>>())
+        .bind(counts.iter().map(|c| c.1).collect::<Vec<&str>>())
+        .bind(counts.iter().map(|c| c.2).collect::<Vec<i64>>())
+        .bind(counts.iter().map(|c| c.3).collect::<Vec<i64>>())
+        .bind(counts.iter().map(|c| c.4).collect::<Vec<Option<&str>>>())
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(returned
+        .into_iter()
+        .map(|(id, s, k, status)| ((s, k), (id, status)))
+        .collect())
 }
