@@ -120,15 +120,36 @@ impl Store {
             ),
         };
         let _gate = self.write_gate().await;
-        let mut claimed: Vec<ClaimedEvent> = with_work_pool!(self, pool => {
-            sqlx::query_as(&sql)
-                .bind(token)
-                .bind(now_ms + lease_ms)
-                .bind(now_ms)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
+        let mut claimed: Vec<ClaimedEvent> = match self {
+            Store::Sqlite(sqlite) => {
+                sqlx::query_as(&sql)
+                    .bind(token)
+                    .bind(now_ms + lease_ms)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .fetch_all(&sqlite.work)
+                    .await?
+            }
+            Store::Postgres(pool) => {
+                // A claim lost with the server's crash leaves the event due,
+                // as if never claimed (and WAL order keeps it ahead of the
+                // synchronous commits after it): no WAL flush wait, as on
+                // SQLite's workers' pool.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                let claimed = sqlx::query_as(&sql)
+                    .bind(token)
+                    .bind(now_ms + lease_ms)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                claimed
+            }
+        };
         claimed.sort_by_key(|e| e.id);
         Ok(claimed)
     }

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinError, JoinSet};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -146,17 +146,17 @@ impl Worker {
     }
 
     /// The background loop of `hookledger serve`: at most `concurrency`
-    /// events in flight, claimed as slots free up. Idle, it sleeps until the
-    /// next event falls due (at most `poll_interval_ms`), a slot frees up or
-    /// `shutdown`. On `shutdown` it stops claiming, lets in-flight events
-    /// finish (events still waiting for their rate limit are released) and
-    /// returns.
+    /// events in flight, claimed as slots free up. A processed event frees
+    /// its slot once its completion is queued to the [`Completer`] (which
+    /// commits it with others while the next claim runs); its object's next
+    /// event stays unclaimable until that commit. Idle, it sleeps until the
+    /// next event falls due (at most `poll_interval_ms`), a slot frees up, a
+    /// completion batch commits or `shutdown`. On `shutdown` it stops
+    /// claiming, lets in-flight events finish (events still waiting for their
+    /// rate limit are released), waits for their completions and returns.
     pub async fn run(self, concurrency: usize, shutdown: CancellationToken) {
         let concurrency = concurrency.max(1);
-        // Every in-flight task waits for its completion's answer, so once
-        // `in_flight` is drained the completer has nothing left; it stops
-        // when the last sender (ours, dropped on return) is gone.
-        let completer = Completer::start(self.store.clone(), self.clock.clone(), concurrency);
+        let (completer, completing) = Completer::start(self.clone(), concurrency);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut store_backoff_ms = 0;
         tracing::info!(concurrency, "workers started");
@@ -196,18 +196,19 @@ impl Worker {
                 let completer = completer.clone();
                 in_flight.spawn(async move {
                     // Errors are logged inside; the lease expiry retries.
-                    let _ = worker.process_with(&event, &shutdown, &completer).await;
+                    worker.process_with(event, &shutdown, &completer).await;
                 });
             }
             if full {
                 continue;
             }
-            // Caught up. A finished event may unblock the next one of its
-            // object, so a free slot wakes us as well.
+            // Caught up. A completed event may unblock the next one of its
+            // object, so a committed completion batch wakes us as well.
             let idle = self.idle_delay().await;
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
                 Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => reap(joined),
+                _ = completer.committed.notified() => {}
                 _ = shutdown.cancelled() => {}
             }
         }
@@ -218,6 +219,10 @@ impl Worker {
         while let Some(joined) = in_flight.join_next().await {
             reap(joined);
         }
+        // The tasks' senders are gone with them; ours goes now, and the
+        // completer stops once it has committed what is queued.
+        drop(completer);
+        reap(completing.await);
     }
 
     /// One claim and the processing of what it returned: `(claimed, finished)`.
@@ -303,24 +308,28 @@ impl Worker {
         result
     }
 
-    /// [`process`](Worker::process), with the completion committed by
-    /// `completer` together with other events finished around the same time.
+    /// [`process`](Worker::process) for the background loop: a processed
+    /// event is handed to `completer`, which completes, counts and logs it
+    /// after its batch commits.
     async fn process_with(
         &self,
-        event: &ClaimedEvent,
+        event: ClaimedEvent,
         cancel: &CancellationToken,
         completer: &Completer,
-    ) -> Result<Outcome, StoreError> {
-        let result = match self.attempt(event, cancel).await {
+    ) {
+        let result = match self.attempt(&event, cancel).await {
             Ok(Step::Settled(outcome)) => Ok(outcome),
-            Ok(Step::Complete(write)) => {
-                let done = completer.complete(event.clone(), write).await;
-                self.settle_completion(event, done)
-            }
+            Ok(Step::Complete(write)) => match completer.jobs.send((event, write)).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError((event, _))) => {
+                    let e = StoreError::BatchFailed("the completer has stopped".into());
+                    log_outcome(&event, &Err(e));
+                    return;
+                }
+            },
             Err(e) => Err(e),
         };
-        log_outcome(event, &result);
-        result
+        log_outcome(&event, &result);
     }
 
     /// Everything of one attempt but the completion of a processed event,
@@ -571,27 +580,30 @@ fn log_outcome(event: &ClaimedEvent, result: &Result<Outcome, StoreError>) {
     }
 }
 
-type CompletionReply = oneshot::Sender<Result<bool, String>>;
-
 /// Group commit for completions in the background loop: processing tasks
-/// hand their finished event (and its domain write) to one task, which takes
+/// queue their finished event (and its domain write); one task takes
 /// whatever is queued (up to [`COMPLETE_BATCH_MAX`]), completes it with one
-/// [`Store::complete_batch`] transaction and answers each task with its own
-/// result (`true`: done; `false`: the lease was lost) after the commit. An
-/// event is therefore never reported done before its domain write is
-/// committed, and the next event of its object stays unclaimable until then.
-/// A failed transaction fails exactly the events in it; their leases expire
-/// and they are processed again.
+/// [`Store::complete_batch`] transaction, then counts and logs each event's
+/// own result (done, or lease lost) and wakes the claiming loop. An event is
+/// therefore never done before its domain write is committed, and the next
+/// event of its object stays unclaimable until then. A failed transaction
+/// fails exactly the events in it; their leases expire and they are
+/// processed again.
 #[derive(Clone)]
 struct Completer {
-    jobs: mpsc::Sender<(ClaimedEvent, Option<DomainWrite>, CompletionReply)>,
+    jobs: mpsc::Sender<(ClaimedEvent, Option<DomainWrite>)>,
+    /// Notified after each committed batch.
+    committed: Arc<Notify>,
 }
 
 impl Completer {
-    fn start(store: Store, clock: Arc<dyn Clock>, queue: usize) -> Completer {
-        let (jobs, mut queue) =
-            mpsc::channel::<(ClaimedEvent, Option<DomainWrite>, CompletionReply)>(queue.max(1));
-        tokio::spawn(async move {
+    /// Starts the completing task; it returns once every `Completer` clone
+    /// is gone and what they queued is committed.
+    fn start(worker: Worker, queue: usize) -> (Completer, JoinHandle<()>) {
+        let (jobs, mut queue) = mpsc::channel::<(ClaimedEvent, Option<DomainWrite>)>(queue.max(1));
+        let committed = Arc::new(Notify::new());
+        let notify = committed.clone();
+        let task = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(COMPLETE_BATCH_MAX);
             while let Some(job) = queue.recv().await {
                 batch.push(job);
@@ -601,40 +613,26 @@ impl Completer {
                         Err(_) => break,
                     }
                 }
-                let refs: Vec<_> = batch.iter().map(|(e, w, _)| (e, w.as_ref())).collect();
-                let result = store.complete_batch(&refs, clock.now_ms()).await;
+                let refs: Vec<_> = batch.iter().map(|(e, w)| (e, w.as_ref())).collect();
+                let result = worker
+                    .store
+                    .complete_batch(&refs, worker.clock.now_ms())
+                    .await;
                 if let Err(e) = &result {
                     tracing::error!(error = %e, events = batch.len(), "completing a batch of events failed");
                 }
-                for (n, (_, _, reply)) in batch.drain(..).enumerate() {
-                    // The task waits for this; if it is gone, nothing to tell.
-                    let _ = reply.send(match &result {
+                for (n, (event, _)) in batch.drain(..).enumerate() {
+                    let done = match &result {
                         Ok(done) => Ok(done[n]),
-                        Err(e) => Err(e.to_string()),
-                    });
+                        Err(e) => Err(StoreError::BatchFailed(e.to_string())),
+                    };
+                    let outcome = worker.settle_completion(&event, done);
+                    log_outcome(&event, &outcome);
                 }
+                notify.notify_one();
             }
         });
-        Completer { jobs }
-    }
-
-    /// Completes one processed event; returns once its batch has committed.
-    async fn complete(
-        &self,
-        event: ClaimedEvent,
-        write: Option<DomainWrite>,
-    ) -> Result<bool, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::BatchFailed("the completer has stopped".into());
-        self.jobs
-            .send((event, write, reply))
-            .await
-            .map_err(|_| stopped())?;
-        match answer.await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(message)) => Err(StoreError::BatchFailed(message)),
-            Err(_) => Err(stopped()),
-        }
+        (Completer { jobs, committed }, task)
     }
 }
 
