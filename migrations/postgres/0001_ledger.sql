@@ -30,7 +30,13 @@ CREATE TABLE events (
     CHECK ((object_type IS NULL) = (object_id IS NULL)),
     CHECK ((duplicates = 0) = (last_duplicate_at IS NULL)),
     CHECK (status <> 'ignored' OR attempts = 0)
-);
+)
+-- Rows change status a few times right after they arrive (pending →
+-- processing → done): vacuum early so the queue's partial indexes do not
+-- fill with dead entries that every claim walks past, and leave room on
+-- each page so those updates can stay on it (HOT).
+WITH (fillfactor = 85, autovacuum_vacuum_scale_factor = 0.02,
+      autovacuum_vacuum_insert_scale_factor = 0.05);
 
 CREATE UNIQUE INDEX events_dedup_key ON events (source, dedup_key)
     WHERE strategy <> 'coalesce';
