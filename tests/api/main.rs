@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod faults;
+mod hostile;
 mod ingest;
 mod processes;
 mod processing;
