@@ -713,14 +713,32 @@ pub fn check_template(template: &str) -> Result<(), String> {
         Some(at) => &template[..at],
         None => template,
     };
-    let url = url::Url::parse(
-        &TEMPLATE_PLACEHOLDERS
-            .iter()
-            .fold(template.to_string(), |t, p| {
-                t.replace(&format!("{{{p}}}"), "x")
-            }),
-    )
-    .map_err(|e| format!("not a valid URL: {e}"))?;
+    let filled = |value: &str| {
+        url::Url::parse(
+            &TEMPLATE_PLACEHOLDERS
+                .iter()
+                .fold(template.to_string(), |t, p| {
+                    t.replace(&format!("{{{p}}}"), value)
+                }),
+        )
+    };
+    let url = filled("x").map_err(|e| format!("not a valid URL: {e}"))?;
+    // Whatever the URL parser makes of the text (it drops tabs and newlines
+    // and reads `\` as `/`), no value may move the request to another host.
+    // (Values are percent-encoded at expansion; these are worst cases.)
+    for other in ["other.example", "evil.example:1", "a@b.example"] {
+        let moved = filled(other)
+            .ok()
+            .map(|u| (u.host_str().map(str::to_string), u.port()));
+        if moved != Some((url.host_str().map(str::to_string), url.port())) {
+            return Err(
+                "placeholders may stand only after the host (in the path or query)".to_string(),
+            );
+        }
+    }
+    if literal.contains(['\t', '\n', '\r', '\\']) {
+        return Err("the host part may not hold tabs, line breaks or backslashes".to_string());
+    }
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err("must be an http:// or https:// URL".to_string());
     }
@@ -837,8 +855,10 @@ secret = "pre-${GH}-post"
             ("https://api.example.com/{object_id", "unclosed"),
             ("ftp://api.example.com/{object_id}", "http"),
             ("not a url {object_id}", "valid URL"),
-            ("https:///{object_id}", "host literally"),
-            ("https:///{object_id}/x", "host literally"),
+            ("https:///{object_id}", "host"),
+            ("https:///{object_id}/x", "host"),
+            ("https://\t/{object_id}", "host"),
+            ("https://\\\\/{object_id}", "host"),
         ] {
             let text = format!(
                 "{MINIMAL}[sources.a]\npreset = \"acuity\"\nsecret = \"k\"\nfetch.url = \"{template}\"\n"

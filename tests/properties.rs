@@ -649,22 +649,11 @@ proptest! {
 
     /// `check_template` never panics; a template it accepts expands (for any
     /// values) without panicking, to a URL on the template's own host.
-    /// (Templates whose authority, as written, is only characters the URL
-    /// parser drops or reads as a slash — tab, newline, CR, `\` — are left
-    /// to the ignored test `a_template_with_an_empty_authority_is_refused`,
-    /// which shows the bug they hit.)
     #[test]
     fn templates_never_panic_and_values_never_move_the_host(
         template in template_like(),
         values in vec(template_value(), 4),
     ) {
-        let known_bug = template
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.starts_with('\\'))
-            || template.contains(['\t', '\n', '\r']);
-        if known_bug {
-            return Ok(());
-        }
         values_never_move_the_host(&template, &values)?;
     }
 
@@ -754,9 +743,6 @@ fn values_never_move_the_host(
 /// read `\` as `/` passes validation, and an object id becomes the host the
 /// fetch (with its credentials) goes to.
 #[test]
-#[ignore = "bug: check_template (src/config.rs) accepts https://<TAB>/{object_id}, \
-            https://<LF>/{object_id}, https://<CR>/{object_id} and https://\\/{object_id}; an object id \
-            of evil.example then makes expand_url fetch https://evil.example/"]
 fn a_template_with_an_empty_authority_is_refused() {
     let values = TemplateValues {
         object_id: Some("evil.example"),
