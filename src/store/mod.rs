@@ -157,7 +157,11 @@ impl Store {
     /// Connects without touching the schema.
     pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
         if is_postgres_url(database_url) {
-            let options = PgConnectOptions::from_str(database_url)?;
+            // Custom plans every time: the ledger grows from empty, and a
+            // generic plan cached while it was small (seq scans, hash joins)
+            // would stay in use once it holds millions of rows.
+            let options = PgConnectOptions::from_str(database_url)?
+                .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
