@@ -620,7 +620,9 @@ async fn sigterm_finishes_in_flight_work_refuses_new_connections_and_loses_nothi
         binary_config(
             &db.url,
             &upstream.uri(),
-            &format!("shutdown_grace_secs = {GRACE_SECS}"),
+            // One request in flight at most: a probe answered 429 then
+            // shows that the held request below has reached the handler.
+            &format!("shutdown_grace_secs = {GRACE_SECS}\nmax_in_flight = 1"),
         ),
     )
     .unwrap();
@@ -673,6 +675,20 @@ async fn sigterm_finishes_in_flight_work_refuses_new_connections_and_loses_nothi
         .as_bytes(),
     );
     held.send(&body[..5]);
+    // Wait until the server is inside that request (it holds the only
+    // in-flight slot), so SIGTERM finds it in flight, not idle: a probe with
+    // an oversized body gets 429 while the slot is taken (413 otherwise).
+    // (A 413 closes the connection, which the client may see as an error.)
+    wait_until("the held request is in the handler", || async {
+        let probe = client
+            .post(format!("{}/webhooks/orders", process.address))
+            .header("Content-Type", "application/json")
+            .body(vec![b' '; 1024 * 1024 + 1])
+            .send()
+            .await;
+        probe.is_ok_and(|answer| answer.status() == 429)
+    })
+    .await;
 
     let signalled = Instant::now();
     process.sigterm();
