@@ -5,9 +5,7 @@
 //! seen), instead of two statements per delivery. A batch of re-deliveries
 //! is thus one statement, and new events carry no 600-byte payloads
 //! through a statement that will not use them. (A third, small `UPDATE`
-//! counts copies of a new key that arrived in the same batch.) On
-//! PostgreSQL both parts are one statement (data-modifying CTEs), so a batch
-//! costs one round trip between `BEGIN` and `COMMIT`. Each statement takes the batch as one parameter set (SQLite:
+//! counts copies of a new key that arrived in the same batch.) Each statement takes the batch as one parameter set (SQLite:
 //! a JSON array read with `json_each`; PostgreSQL: `UNNEST` of arrays), so
 //! the statement text never changes and stays prepared.
 //!
@@ -266,38 +264,17 @@ async fn sqlite_duplicates(
         .collect())
 }
 
-/// PostgreSQL does a batch in one statement (one round trip): count the
-/// duplicates of keys that rows hold (locked in id order first, so
-/// concurrent batches never wait on each other in a cycle), and insert every
-/// group's first copy — `ON CONFLICT DO NOTHING` skips the held keys. Both
-/// parts see the same snapshot, so a key is either held or inserted, or
-/// (inserted meanwhile by another transaction) neither: then it is settled
-/// one at a time.
-const POSTGRES_BATCH: &str = "\
-WITH d AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-        $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[], \
-        $12::bigint[], $13::bigint[], $14::text[]) WITH ORDINALITY \
-        AS d(source, dedup_key, strategy, provider_event_id, action, object_type, object_id, \
-             event_time, payload, body_hash, received_at, n, at, h, ord)), \
-    locked AS (SELECT e.id, d.n, d.at, d.h FROM events e JOIN d \
-        ON e.source = d.source AND e.dedup_key = d.dedup_key AND e.strategy <> 'coalesce' \
-        ORDER BY e.id FOR UPDATE OF e), \
-    held AS (UPDATE events SET duplicates = events.duplicates + locked.n, \
-            last_duplicate_at = locked.at, \
-            payload_differs = (events.payload_differs OR locked.h IS NULL \
-                OR events.body_hash <> locked.h) \
-        FROM locked WHERE events.id = locked.id \
-        RETURNING events.id, events.source, events.dedup_key, events.status), \
-    inserted AS (INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, \
-            action, object_type, object_id, event_time, payload, body_hash, received_at, \
-            next_attempt_at) \
-        SELECT d.source, d.dedup_key, d.strategy, 'pending', d.provider_event_id, d.action, \
-            d.object_type, d.object_id, d.event_time, d.payload, d.body_hash, d.received_at, \
-            d.received_at \
-        FROM d ORDER BY d.ord \
-        ON CONFLICT DO NOTHING RETURNING id, source, dedup_key) \
-SELECT TRUE AS held, id, source, dedup_key, status FROM held \
-UNION ALL SELECT FALSE, id, source, dedup_key, 'pending' FROM inserted";
+const POSTGRES_INSERT: &str = "\
+INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action, \
+    object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at) \
+SELECT u.source, u.dedup_key, u.strategy, 'pending', u.provider_event_id, u.action, \
+    u.object_type, u.object_id, u.event_time, u.payload, u.body_hash, u.received_at, u.received_at \
+FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+    $8::bigint[], $9::text[], $10::text[], $11::bigint[]) WITH ORDINALITY \
+    AS u(source, dedup_key, strategy, provider_event_id, action, object_type, object_id, \
+         event_time, payload, body_hash, received_at, ord) \
+ORDER BY u.ord \
+ON CONFLICT DO NOTHING RETURNING id, source, dedup_key";
 
 /// Rows are locked in id order before they are updated, so concurrent
 /// batches never wait on each other in a cycle.
@@ -317,19 +294,17 @@ pub(super) async fn record_postgres(
     batch: &Batch<'_>,
     outcomes: &mut [Option<RecordOutcome>],
 ) -> Result<Leftover, sqlx::Error> {
-    let mut held = Duplicated::new();
+    let held = postgres_duplicates(conn, &batch.counts(&batch.all_groups(), 0)).await?;
+    let unheld = batch.unheld(&held);
     let mut inserted = Inserted::new();
-    let groups = batch.all_groups();
-    if !groups.is_empty() {
-        let c: Vec<&NewEvent> = batch.candidates(&groups).collect();
-        // One count per group, in group order (no group is empty).
-        let counts = batch.counts(&groups, 0);
+    if !unheld.is_empty() {
+        let c: Vec<&NewEvent> = batch.candidates(&unheld).collect();
         let col = |f: fn(&NewEvent) -> String| c.iter().map(|e| f(e)).collect::<Vec<String>>();
         let opt = |f: fn(&NewEvent) -> Option<String>| {
             c.iter().map(|e| f(e)).collect::<Vec<Option<String>>>()
         };
         let num = |f: fn(&NewEvent) -> i64| c.iter().map(|e| f(e)).collect::<Vec<i64>>();
-        let returned: Vec<(bool, i64, String, String, String)> = sqlx::query_as(POSTGRES_BATCH)
+        let returned: Vec<(i64, String, String)> = sqlx::query_as(POSTGRES_INSERT)
             .bind(col(|e| e.source.clone()))
             .bind(col(|e| e.dedup_key.clone()))
             .bind(col(|e| e.strategy.as_str().to_string()))
@@ -341,18 +316,12 @@ pub(super) async fn record_postgres(
             .bind(col(|e| e.payload.clone()))
             .bind(col(|e| e.body_hash.clone()))
             .bind(num(|e| e.received_at_ms))
-            .bind(counts.iter().map(|c| c.2).collect::<Vec<i64>>())
-            .bind(counts.iter().map(|c| c.3).collect::<Vec<i64>>())
-            .bind(counts.iter().map(|c| c.4).collect::<Vec<Option<&str>>>())
             .fetch_all(&mut *conn)
             .await?;
-        for (was_held, id, source, key, status) in returned {
-            if was_held {
-                held.insert((source, key), (id, status));
-            } else {
-                inserted.insert((source, key), id);
-            }
-        }
+        inserted = returned
+            .into_iter()
+            .map(|(id, s, k)| ((s, k), id))
+            .collect();
     }
     let recounted =
         postgres_duplicates(conn, &batch.counts(&batch.with_copies(&inserted), 1)).await?;
