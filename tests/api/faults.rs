@@ -11,8 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,20 +41,6 @@ backend_tests!(
 );
 
 /// Generous: a deadline, not a duration anything waits for.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn event(app: &TestApp, id: i64) -> Value {
     let answer = app.admin_get(&format!("/admin/events/{id}")).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
@@ -405,97 +390,6 @@ async fn requests_beyond_max_in_flight_are_shed_with_429_and_service_resumes(bac
         ),
         "the 429 is counted as rejected:\n{metrics}"
     );
-}
-
-// ---------------------------------------------------------------------------
-// Spawned binaries.
-
-/// A `hookledger serve` child process.
-struct Binary {
-    child: Child,
-    port: u16,
-    address: String,
-}
-
-impl Binary {
-    /// Starts the binary; its stdout and stderr go to `log` when given.
-    fn start(config_path: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Binary {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hookledger"));
-        command
-            .arg("--config")
-            .arg(config_path)
-            .arg("serve")
-            .env("HOOKLEDGER_BIND", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("HOOKLEDGER_ADMIN_TOKEN")
-            .env_remove("HOOKLEDGER_CONFIG");
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        match log {
-            Some(path) => {
-                let file = std::fs::File::create(path).unwrap();
-                command
-                    .stdout(Stdio::from(file.try_clone().unwrap()))
-                    .stderr(Stdio::from(file));
-            }
-            None => {
-                command.stdout(Stdio::null()).stderr(Stdio::inherit());
-            }
-        }
-        Binary {
-            child: command.spawn().expect("starting hookledger"),
-            port,
-            address: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_ready(&self, client: &reqwest::Client) {
-        wait_until("the process answers /readyz", || async {
-            client
-                .get(format!("{}/readyz", self.address))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("running kill");
-        assert!(status.success());
-    }
-
-    /// Waits (bounded by `limit`) for the process to exit by itself.
-    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the process did not exit within {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One HTTP/1.1 connection spoken by hand (blocking; read in

@@ -5,7 +5,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub use hookledger::clock::{Clock, ManualClock};
 use hookledger::config::{self, Config};
@@ -427,4 +430,118 @@ pub fn stripe_event(event_id: &str, event_type: &str, created: i64, object: Valu
         "request": { "id": null, "idempotency_key": null },
         "type": event_type,
     })
+}
+
+/// How long a condition on a real process may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits until `condition` holds, failing after `DEADLINE`. Real processes
+/// run on the real clock: this waits on a condition, never a fixed time.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Spawned binaries.
+
+/// A `hookledger serve` child process.
+pub struct Binary {
+    pub child: Child,
+    pub port: u16,
+    pub address: String,
+}
+
+impl Binary {
+    /// Starts the binary; its stdout and stderr go to `log` when given.
+    pub fn start(config_path: &Path, env: &[(&str, &str)], log: Option<&Path>) -> Binary {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookledger"));
+        command
+            .arg("--config")
+            .arg(config_path)
+            .arg("serve")
+            .env("HOOKLEDGER_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("HOOKLEDGER_ADMIN_TOKEN")
+            .env_remove("HOOKLEDGER_CONFIG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).unwrap();
+                command
+                    .stdout(Stdio::from(file.try_clone().unwrap()))
+                    .stderr(Stdio::from(file));
+            }
+            None => {
+                command.stdout(Stdio::null()).stderr(Stdio::inherit());
+            }
+        }
+        Binary {
+            child: command.spawn().expect("starting hookledger"),
+            port,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub async fn wait_ready(&self, client: &reqwest::Client) {
+        wait_until("the process answers /readyz", || async {
+            client
+                .get(format!("{}/readyz", self.address))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success());
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a crash.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("killing hookledger");
+        self.child.wait().unwrap();
+    }
+
+    /// Waits (bounded by `limit`) for the process to exit by itself.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

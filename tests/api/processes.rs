@@ -8,7 +8,6 @@
 //! deadline, never a fixed sleep: real processes run on the real clock.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,6 @@ backend_tests!(
 const UPSTREAM_DELAY_MS: u64 = 250;
 /// Leases are short so a dead process's events come back quickly.
 const LEASE_SECS: u64 = 2;
-const DEADLINE: Duration = Duration::from_secs(60);
 
 /// A source whose fetch URL names the object and the event, so the upstream
 /// can tell which object each fetch is for.
@@ -86,73 +84,6 @@ impl Respond for Recorder {
 impl Recorder {
     fn fetches(&self) -> Vec<Fetch> {
         self.0.lock().unwrap().clone()
-    }
-}
-
-/// A `hookledger serve` child process.
-struct Process {
-    child: Child,
-    address: String,
-}
-
-impl Process {
-    fn start(config_path: &std::path::Path) -> Process {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let child = Command::new(env!("CARGO_BIN_EXE_hookledger"))
-            .arg("--config")
-            .arg(config_path)
-            .arg("serve")
-            .env("HOOKLEDGER_BIND", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .env_remove("DATABASE_URL")
-            .env_remove("HOOKLEDGER_ADMIN_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting hookledger");
-        Process {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_ready(&self, client: &reqwest::Client) {
-        wait_until("the process answers /readyz", || async {
-            client
-                .get(format!("{}/readyz", self.address))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: no shutdown code runs, exactly like a crash.
-        self.child.kill().expect("killing hookledger");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -214,8 +145,8 @@ impl Cluster {
         }
     }
 
-    async fn start(&self) -> Process {
-        let process = Process::start(&self.config_path);
+    async fn start(&self) -> Binary {
+        let process = Binary::start(&self.config_path, &[], None);
         process.wait_ready(&self.client).await;
         process
     }
@@ -223,7 +154,7 @@ impl Cluster {
     /// Posts a signed delivery to one process (real clock for the signature).
     async fn deliver(
         &self,
-        process: &Process,
+        process: &Binary,
         source: &str,
         headers: &[(&str, &str)],
         body: &Value,
