@@ -19,9 +19,6 @@ use crate::sources::{self, BodyKind, Source};
 use crate::state::AppState;
 use crate::store::{NewEvent, RecordOutcome};
 
-/// The object type of an object whose delivery names only its id.
-pub const UNTYPED_OBJECT: &str = "object";
-
 pub async fn receive(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -121,13 +118,7 @@ async fn handle(
         ignored,
         provider_event_id: delivery.event_id,
         action: delivery.action,
-        // An object is a type and an id: an id whose type the delivery does
-        // not say still orders and upserts under a neutral type.
-        object_type: delivery.object_id.as_ref().map(|_| {
-            delivery
-                .object_type
-                .unwrap_or_else(|| UNTYPED_OBJECT.to_string())
-        }),
+        object_type: delivery.object_type,
         object_id: delivery.object_id,
         event_time_ms: delivery.event_time_ms.unwrap_or(received_at_ms),
         // A JSON body is stored as received (it parsed, so it is valid JSON

@@ -28,6 +28,9 @@ pub use signature::standard_webhooks_key;
 /// refused with 400 `invalid_payload` (SPEC §3).
 pub const MAX_ID_BYTES: usize = 256;
 
+/// The object type of an object whose delivery names only its id.
+pub const UNTYPED_OBJECT: &str = "object";
+
 /// Case-insensitive header lookup, so this module needs no HTTP framework.
 pub trait Headers {
     /// The first value of `name` (ASCII case-insensitive), if it is valid UTF-8.
@@ -224,7 +227,13 @@ impl Source {
             payload,
             event_id: found.event_id,
             action: found.action,
-            object_type: found.object_type,
+            // An object is a type and an id: an id whose type the delivery
+            // does not say still orders and upserts, under a neutral type.
+            object_type: found.object_id.as_ref().map(|_| {
+                found
+                    .object_type
+                    .unwrap_or_else(|| UNTYPED_OBJECT.to_string())
+            }),
             object_id: found.object_id,
             event_time_ms: found.event_time_ms,
         })
