@@ -43,8 +43,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let config = load()?;
             let bind = config.server.bind.clone();
-            let backend = Store::connect(&config.server.database_url).await?.backend();
             let app = Application::build(config, Arc::new(SystemClock), true).await?;
+            let backend = app.store().backend();
             tracing::info!(%bind, backend, "hookledger listening");
             app.run_until_signal().await?;
         }
