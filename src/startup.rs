@@ -91,9 +91,13 @@ impl Application {
             clock: clock.clone(),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
         });
-        let worker = Worker::new(store, config.clone(), sources, clock, metrics);
+        let worker = Worker::new(store.clone(), config.clone(), sources, clock, metrics);
         let shutdown = CancellationToken::new();
         let mut background = writers;
+        background.push(tokio::spawn(fold_duplicates_until(
+            store.clone(),
+            shutdown.clone(),
+        )));
         if run_workers && config.server.workers > 0 {
             background.push(tokio::spawn(
                 worker.clone().run(config.server.workers, shutdown.clone()),
@@ -175,6 +179,23 @@ impl Application {
     /// Serves until the returned future is dropped (tests spawn this).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// How often recorded duplicate copies are folded into their ledger rows
+/// when no admin read asks for it sooner (see `store::duplicates`).
+const FOLD_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn fold_duplicates_until(store: Store, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(FOLD_INTERVAL) => {}
+        }
+        if let Err(e) = store.fold_pending_duplicates().await {
+            // Nothing is lost: the copies stay recorded for the next fold.
+            tracing::warn!(error = %e, "folding duplicate counts failed; will retry");
+        }
     }
 }
 

@@ -74,6 +74,7 @@ last_duplicate_at, payload_differs";
 
 impl Store {
     pub async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
+        self.fold_pending_duplicates().await?;
         let sql = format!("SELECT {EVENT_COLUMNS}, payload FROM events WHERE id = $1");
         let row = with_pool!(self, pool => {
             let row = sqlx::query(&sql).bind(id).fetch_optional(pool).await?;
@@ -121,6 +122,7 @@ impl Store {
         filter: &DuplicateFilter,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
+        self.fold_pending_duplicates().await?;
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
              WHERE duplicates > 0 \
@@ -147,6 +149,7 @@ impl Store {
     }
 
     pub async fn stats(&self) -> Result<Stats, StoreError> {
+        self.fold_pending_duplicates().await?;
         let rows: Vec<(String, String, i64, i64)> = with_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT source, status, COUNT(*), CAST(COALESCE(SUM(duplicates), 0) AS BIGINT) \
@@ -177,6 +180,8 @@ impl Store {
     /// Drops finished ledger rows received before `before_ms` (never pending,
     /// processing or failed ones); returns how many.
     pub async fn prune(&self, before_ms: i64) -> Result<u64, StoreError> {
+        // Copies of a pruned row go with it: folded into it, then dropped.
+        self.fold_pending_duplicates().await?;
         let _gate = self.write_gate().await;
         let done = with_pool!(self, pool => {
             sqlx::query(

@@ -1,22 +1,25 @@
 //! The fast path of group commit: a whole batch of deliveries decided with
-//! a multi-row duplicate `UPDATE … RETURNING` (every key that a row already
-//! holds is a duplicate: counted, answered) and a multi-row `INSERT … ON
+//! one multi-row read of the rows that already hold its keys (each such key
+//! is a duplicate: its copies are appended to `duplicate_deliveries` in one
+//! more statement, see `duplicates.rs`) and a multi-row `INSERT … ON
 //! CONFLICT DO NOTHING RETURNING` for the keys left over (inserted: first
-//! seen), instead of two statements per delivery. A batch of re-deliveries
-//! is thus one statement, and new events carry no 600-byte payloads
-//! through a statement that will not use them. (A third, small `UPDATE`
-//! counts copies of a new key that arrived in the same batch.) Each statement takes the batch as one parameter set (SQLite:
-//! a JSON array read with `json_each`; PostgreSQL: `UNNEST` of arrays), so
-//! the statement text never changes and stays prepared.
+//! seen), instead of two statements per delivery. New events carry no
+//! 600-byte payloads through a statement that will not use them, and
+//! re-deliveries write no ledger row at all. (Copies of a new key that
+//! arrived in the same batch are recorded as duplicates after the insert.)
+//! Each statement takes the batch as one parameter set (SQLite: a JSON array
+//! read with `json_each`; PostgreSQL: `UNNEST` of arrays), so the statement
+//! text never changes and stays prepared.
 //!
 //! Copies of one key inside a batch are grouped first: the earliest is the
 //! insert candidate, the others are its duplicates. Groups are handled in
-//! key order, so two batches on PostgreSQL take row locks in the same order.
+//! key order, so two batches on PostgreSQL wait on each other's inserts of
+//! the same keys in one order.
 //!
 //! Only event-id and unique action+object keys take this path. Coalesce,
 //! payload-hash (two buckets to look in) and ignored deliveries, and any
-//! group whose row vanished between the two statements (a prune), go
-//! through the one-at-a-time path in `ledger.rs`.
+//! key that another writer inserted between the read and the insert
+//! (PostgreSQL), go through the one-at-a-time path in `ledger.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -190,14 +193,17 @@ SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, 'pending', j.value ->> 3, j.
 FROM json_each($1) AS j WHERE true ORDER BY j.key \
 ON CONFLICT DO NOTHING RETURNING id, source, dedup_key";
 
-const SQLITE_DUPLICATES: &str = "\
-WITH d AS (SELECT j.value ->> 0 AS source, j.value ->> 1 AS dedup_key, j.value ->> 2 AS n, \
-    j.value ->> 3 AS at, j.value ->> 4 AS h FROM json_each($1) AS j) \
-UPDATE events SET duplicates = duplicates + d.n, last_duplicate_at = d.at, \
-    payload_differs = (payload_differs OR d.h IS NULL OR body_hash <> d.h) \
-FROM d WHERE events.source = d.source AND events.dedup_key = d.dedup_key \
-    AND events.strategy <> 'coalesce' \
-RETURNING events.id, events.source, events.dedup_key, events.status";
+/// The ledger rows holding a batch's keys (a read: a duplicate changes no
+/// ledger row here, see `duplicates.rs`). `CROSS JOIN` keeps the batch the
+/// outer loop, so each key is one probe of `events_dedup_key`.
+const SQLITE_HELD: &str = "\
+SELECT e.id, e.source, e.dedup_key, e.status, e.body_hash \
+FROM json_each($1) AS j CROSS JOIN events AS e \
+WHERE e.source = j.value ->> 0 AND e.dedup_key = j.value ->> 1 AND e.strategy <> 'coalesce'";
+
+const SQLITE_RECORD_DUPLICATES: &str = "\
+INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs) \
+SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3 FROM json_each($1) AS j";
 
 type Inserted = HashMap<(String, String), i64>;
 type Duplicated = HashMap<(String, String), (i64, String)>;
@@ -243,6 +249,8 @@ pub(super) async fn record_sqlite(
     Ok(batch.settle(&held, &inserted, &recounted, outcomes))
 }
 
+/// Finds the rows holding the counted keys and records the copies against
+/// them; returns the holders. Keys no row holds are left out.
 async fn sqlite_duplicates(
     conn: &mut SqliteConnection,
     counts: &[Count<'_>],
@@ -250,18 +258,51 @@ async fn sqlite_duplicates(
     if counts.is_empty() {
         return Ok(Duplicated::new());
     }
-    let rows: Vec<serde_json::Value> = counts
+    let keys: Vec<serde_json::Value> = counts
         .iter()
-        .map(|(s, k, n, at, h)| serde_json::json!([s, k, n, at, h]))
+        .map(|(s, k, ..)| serde_json::json!([s, k]))
         .collect();
-    let returned: Vec<(i64, String, String, String)> = sqlx::query_as(SQLITE_DUPLICATES)
-        .bind(serde_json::Value::Array(rows).to_string())
+    let held: Vec<Holder> = sqlx::query_as(SQLITE_HELD)
+        .bind(serde_json::Value::Array(keys).to_string())
         .fetch_all(&mut *conn)
         .await?;
-    Ok(returned
-        .into_iter()
-        .map(|(id, s, k, status)| ((s, k), (id, status)))
-        .collect())
+    let copies: Vec<serde_json::Value> = copies_of(counts, &held)
+        .map(|(id, n, at, differs)| serde_json::json!([id, n, at, differs]))
+        .collect();
+    if !copies.is_empty() {
+        sqlx::query(SQLITE_RECORD_DUPLICATES)
+            .bind(serde_json::Value::Array(copies).to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(holders(held))
+}
+
+/// `(id, source, dedup_key, status, body_hash)` of a row holding a key.
+type Holder = (i64, String, String, String, String);
+
+/// `(event_id, copies, last_at, differs)` for each counted key a row holds.
+fn copies_of<'a>(
+    counts: &'a [Count<'a>],
+    held: &'a [Holder],
+) -> impl Iterator<Item = (i64, i64, i64, bool)> + 'a {
+    let by_key: HashMap<(&str, &str), &Holder> = held
+        .iter()
+        .map(|h| ((h.1.as_str(), h.2.as_str()), h))
+        .collect();
+    counts.iter().filter_map(move |(s, k, n, at, hash)| {
+        let (id, .., body_hash) = by_key.get(&(*s, *k))?;
+        // No shared hash means the copies differ among themselves, so some
+        // differ from the original too.
+        let differs = hash.map_or(true, |h| h != body_hash);
+        Some((*id, *n, *at, differs))
+    })
+}
+
+fn holders(held: Vec<Holder>) -> Duplicated {
+    held.into_iter()
+        .map(|(id, s, k, status, _)| ((s, k), (id, status)))
+        .collect()
 }
 
 const POSTGRES_INSERT: &str = "\
@@ -276,18 +317,14 @@ FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 ORDER BY u.ord \
 ON CONFLICT DO NOTHING RETURNING id, source, dedup_key";
 
-/// Rows are locked in id order before they are updated, so concurrent
-/// batches never wait on each other in a cycle.
-const POSTGRES_DUPLICATES: &str = "\
-WITH d AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[]) \
-        AS d(source, dedup_key, n, at, h)), \
-    locked AS (SELECT e.id, d.n, d.at, d.h FROM events e JOIN d \
-        ON e.source = d.source AND e.dedup_key = d.dedup_key AND e.strategy <> 'coalesce' \
-        ORDER BY e.id FOR UPDATE OF e) \
-UPDATE events SET duplicates = events.duplicates + locked.n, last_duplicate_at = locked.at, \
-    payload_differs = (events.payload_differs OR locked.h IS NULL OR events.body_hash <> locked.h) \
-FROM locked WHERE events.id = locked.id \
-RETURNING events.id, events.source, events.dedup_key, events.status";
+const POSTGRES_HELD: &str = "\
+SELECT e.id, e.source, e.dedup_key, e.status, e.body_hash \
+FROM UNNEST($1::text[], $2::text[]) AS d(source, dedup_key) \
+JOIN events AS e ON e.source = d.source AND e.dedup_key = d.dedup_key AND e.strategy <> 'coalesce'";
+
+const POSTGRES_RECORD_DUPLICATES: &str = "\
+INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs) \
+SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bool[])";
 
 pub(super) async fn record_postgres(
     conn: &mut PgConnection,
@@ -328,6 +365,8 @@ pub(super) async fn record_postgres(
     Ok(batch.settle(&held, &inserted, &recounted, outcomes))
 }
 
+/// As `sqlite_duplicates`. The holders are read without a lock: recording a
+/// copy changes no ledger row, and a row pruned meanwhile was finished.
 async fn postgres_duplicates(
     conn: &mut PgConnection,
     counts: &[Count<'_>],
@@ -335,16 +374,20 @@ async fn postgres_duplicates(
     if counts.is_empty() {
         return Ok(Duplicated::new());
     }
-    let returned: Vec<(i64, String, String, String)> = sqlx::query_as(POSTGRES_DUPLICATES)
+    let held: Vec<Holder> = sqlx::query_as(POSTGRES_HELD)
         .bind(counts.iter().map(|c| c.0).collect::<Vec<&str>>())
         .bind(counts.iter().map(|c| c.1).collect::<Vec<&str>>())
-        .bind(counts.iter().map(|c| c.2).collect::<Vec<i64>>())
-        .bind(counts.iter().map(|c| c.3).collect::<Vec<i64>>())
-        .bind(counts.iter().map(|c| c.4).collect::<Vec<Option<&str>>>())
         .fetch_all(&mut *conn)
         .await?;
-    Ok(returned
-        .into_iter()
-        .map(|(id, s, k, status)| ((s, k), (id, status)))
-        .collect())
+    let copies: Vec<(i64, i64, i64, bool)> = copies_of(counts, &held).collect();
+    if !copies.is_empty() {
+        sqlx::query(POSTGRES_RECORD_DUPLICATES)
+            .bind(copies.iter().map(|c| c.0).collect::<Vec<i64>>())
+            .bind(copies.iter().map(|c| c.1).collect::<Vec<i64>>())
+            .bind(copies.iter().map(|c| c.2).collect::<Vec<i64>>())
+            .bind(copies.iter().map(|c| c.3).collect::<Vec<bool>>())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(holders(held))
 }

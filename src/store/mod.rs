@@ -18,6 +18,7 @@ pub mod admin;
 mod batch;
 pub mod complete;
 pub mod domain;
+pub mod duplicates;
 pub mod ledger;
 pub mod queue;
 

@@ -17,6 +17,7 @@ backend_tests!(
     claims_follow_per_object_arrival_order_and_leases_guard_completion,
     prune_drops_only_finished_rows_older_than_the_cutoff,
     a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win,
+    duplicate_copies_count_once_whether_or_not_they_are_folded_yet,
 );
 
 async fn store(backend: Backend) -> (Store, TestDb) {
@@ -366,4 +367,91 @@ async fn a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win(back
         store.complete_batch(&[], 700).await.unwrap(),
         Vec::<bool>::new()
     );
+}
+
+/// Runs one statement on the store's database; returns the first column of
+/// its first row as a number, or 0 when it returns no row.
+async fn sql(store: &Store, statement: &str) -> i64 {
+    let row = match store {
+        Store::Sqlite(s) => sqlx::query_scalar::<_, i64>(statement)
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap(),
+        Store::Postgres(pool) => sqlx::query_scalar::<_, i64>(statement)
+            .fetch_optional(pool)
+            .await
+            .unwrap(),
+    };
+    row.unwrap_or_default()
+}
+
+/// Re-deliveries are recorded as narrow rows beside the ledger and folded
+/// into it later (`store::duplicates`): every read that shows counts sees
+/// each copy exactly once, folded or not, and a prune takes a row's copies
+/// with it.
+async fn duplicate_copies_count_once_whether_or_not_they_are_folded_yet(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let waiting = "SELECT COUNT(*) FROM duplicate_deliveries";
+    let original = accepted(
+        store
+            .record(&event("id:e", Strategy::EventId, "h1", 1_000))
+            .await
+            .unwrap(),
+    );
+    // Three batches; the latest copy is not the last to arrive, one differs.
+    for (at, hash) in [(3_000, "h1"), (2_500, "h2"), (2_000, "h1")] {
+        let out = store
+            .record(&event("id:e", Strategy::EventId, hash, at))
+            .await
+            .unwrap();
+        assert_eq!(duplicate_of(out), original);
+    }
+    assert_eq!(sql(&store, waiting).await, 3, "recorded beside the row");
+    let row = store.event(original).await.unwrap().unwrap().row;
+    assert_eq!(
+        (row.duplicates, row.last_duplicate_at, row.payload_differs),
+        (3, Some(3_000), true)
+    );
+    assert_eq!(sql(&store, waiting).await, 0, "the read folded them");
+    assert_eq!(
+        store.stats().await.unwrap().duplicates,
+        3,
+        "and counts them once"
+    );
+
+    // Two more in one batch, folded by hand (as the background task does).
+    let copies = vec![
+        event("id:e", Strategy::EventId, "h1", 4_000),
+        event("id:e", Strategy::EventId, "h1", 4_001),
+    ];
+    store.record_batch(&copies).await.unwrap();
+    assert_eq!(sql(&store, waiting).await, 1, "one row per key and batch");
+    assert_eq!(store.fold_duplicates().await.unwrap(), 1, "one ledger row");
+    assert_eq!(store.fold_duplicates().await.unwrap(), 0, "nothing left");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.total, stats.duplicates), (1, 5));
+    let listed = store.duplicates(&Default::default(), 10).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| (r.id, r.duplicates, r.last_duplicate_at))
+            .collect::<Vec<_>>(),
+        vec![(original, 5, Some(4_001))]
+    );
+
+    // A copy waiting to be folded goes with its row when the row is pruned.
+    sql(
+        &store,
+        "UPDATE events SET status = 'done', processed_at = 1 WHERE dedup_key = 'id:e'",
+    )
+    .await;
+    store
+        .record(&event("id:e", Strategy::EventId, "h1", 5_000))
+        .await
+        .unwrap();
+    assert_eq!(sql(&store, waiting).await, 1);
+    assert_eq!(store.prune(10_000).await.unwrap(), 1);
+    assert_eq!(sql(&store, waiting).await, 0);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.total, stats.duplicates), (0, 0));
 }
