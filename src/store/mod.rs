@@ -165,6 +165,10 @@ impl Store {
                 .options([("plan_cache_mode", "force_custom_plan")]);
             let pool = PgPoolOptions::new()
                 .max_connections(32)
+                // No ping before each use: it is a round trip per ledger
+                // batch. A connection that died meanwhile fails its batch
+                // (503, the provider retries) and is dropped from the pool.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options);
             Ok(Store::Postgres(pool))
@@ -177,12 +181,17 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(SQLITE_BUSY_TIMEOUT_SECS))
                 .foreign_keys(true);
+            // A ping before each use would be a round trip to the
+            // connection's thread per ledger batch, for a file that cannot
+            // hang up.
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options.clone());
             let work = SqlitePoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
             Ok(Store::Sqlite(SqliteStore {
