@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
+use crate::metrics::Metrics;
 use crate::store::{NewEvent, RecordOutcome, Store, StoreError};
 
 type Reply = oneshot::Sender<Result<RecordOutcome, String>>;
@@ -43,11 +44,22 @@ pub struct BatchSettings {
 
 impl Ingestor {
     /// Starts the writer tasks. They stop when every `Ingestor` clone is gone.
-    pub fn start(store: Store, settings: BatchSettings) -> (Ingestor, Vec<JoinHandle<()>>) {
+    pub fn start(
+        store: Store,
+        settings: BatchSettings,
+        metrics: Arc<Metrics>,
+    ) -> (Ingestor, Vec<JoinHandle<()>>) {
         let (jobs, queue) = mpsc::channel(settings.queue.max(1));
         let queue = Arc::new(Mutex::new(queue));
         let writers = (0..settings.writers.max(1))
-            .map(|_| tokio::spawn(write_batches(store.clone(), queue.clone(), settings)))
+            .map(|_| {
+                tokio::spawn(write_batches(
+                    store.clone(),
+                    queue.clone(),
+                    settings,
+                    metrics.clone(),
+                ))
+            })
             .collect();
         (Ingestor { jobs }, writers)
     }
@@ -73,6 +85,7 @@ async fn write_batches(
     store: Store,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     settings: BatchSettings,
+    metrics: Arc<Metrics>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(settings.max_rows);
     loop {
@@ -102,7 +115,10 @@ async fn write_batches(
         }
         let (events, replies): (Vec<NewEvent>, Vec<Reply>) =
             batch.drain(..).map(|job| (job.event, job.reply)).unzip();
-        match store.record_batch(&events).await {
+        let started = std::time::Instant::now();
+        let recorded = store.record_batch(&events).await;
+        metrics.observe_batch(events.len(), started.elapsed().as_secs_f64());
+        match recorded {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The requester may have gone away; its row stands.

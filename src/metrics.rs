@@ -45,6 +45,8 @@ pub struct Metrics {
     received: Family<ReceivedLabels, Counter>,
     processed: Family<ProcessedLabels, Counter>,
     ingest_duration: Histogram,
+    batch_rows: Histogram,
+    batch_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -77,11 +79,31 @@ impl Metrics {
             "Time from a webhook request's arrival to its answer",
             ingest_duration.clone(),
         );
+        // Group commit, for tuning `batch_max_rows` / `batch_linger_us`:
+        // how many deliveries shared a transaction, and how long it took.
+        let batch_rows = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1.0, 2.0, 10),
+        );
+        registry.register(
+            "hookledger_ledger_batch_rows",
+            "Deliveries recorded per ledger transaction (group commit)",
+            batch_rows.clone(),
+        );
+        let batch_duration = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16),
+        );
+        registry.register(
+            "hookledger_ledger_batch_duration_seconds",
+            "Time to record one batch of deliveries, commit included",
+            batch_duration.clone(),
+        );
         Metrics {
             registry,
             received,
             processed,
             ingest_duration,
+            batch_rows,
+            batch_duration,
         }
     }
 
@@ -107,6 +129,11 @@ impl Metrics {
         self.ingest_duration.observe(seconds);
     }
 
+    pub fn observe_batch(&self, rows: usize, seconds: f64) {
+        self.batch_rows.observe(rows as f64);
+        self.batch_duration.observe(seconds);
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -127,6 +154,7 @@ mod tests {
         metrics.received("stripe", Outcome::accepted);
         metrics.processed("stripe", ProcessResult::dead);
         metrics.observe_ingest(0.002);
+        metrics.observe_batch(3, 0.001);
         let text = metrics.encode();
         assert!(text.contains(
             "hookledger_webhooks_received_total{source=\"stripe\",outcome=\"accepted\"} 2"
@@ -135,5 +163,7 @@ mod tests {
             text.contains("hookledger_events_processed_total{source=\"stripe\",result=\"dead\"} 1")
         );
         assert!(text.contains("hookledger_ingest_duration_seconds_count 1"));
+        assert!(text.contains("hookledger_ledger_batch_rows_sum 3.0"));
+        assert!(text.contains("hookledger_ledger_batch_duration_seconds_count 1"));
     }
 }

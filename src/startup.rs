@@ -81,6 +81,7 @@ impl Application {
                 },
                 queue: max_in_flight,
             },
+            metrics.clone(),
         );
         let state = web::Data::new(AppState {
             config: config.clone(),
