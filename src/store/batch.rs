@@ -7,9 +7,10 @@
 //! 600-byte payloads through a statement that will not use them, and
 //! re-deliveries write no ledger row at all. (Copies of a new key that
 //! arrived in the same batch are recorded as duplicates after the insert.)
-//! Each statement takes the batch as one parameter set (SQLite: a JSON array
-//! read with `json_each`; PostgreSQL: `UNNEST` of arrays), so the statement
-//! text never changes and stays prepared.
+//! Each statement takes the batch as one parameter set (`UNNEST` of arrays),
+//! so the statement text never changes and stays prepared. (PostgreSQL only:
+//! on SQLite, where a statement is a function call rather than a round trip,
+//! `sqlite_ledger.rs` records one delivery at a time.)
 //!
 //! Copies of one key inside a batch are grouped first: the earliest is the
 //! insert candidate, the others are its duplicates. Groups are handled in
@@ -23,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::{PgConnection, SqliteConnection};
+use sqlx::PgConnection;
 
 use super::ledger::{NewEvent, RecordOutcome};
 use crate::dedup::Strategy;
@@ -184,99 +185,8 @@ impl<'a> Batch<'a> {
 /// `(source, dedup_key, copies, latest arrival, shared body hash)`
 type Count<'a> = (&'a str, &'a str, i64, i64, Option<&'a str>);
 
-const SQLITE_INSERT: &str = "\
-INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action, \
-    object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at) \
-SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, 'pending', j.value ->> 3, j.value ->> 4, \
-    j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10, \
-    j.value ->> 10 \
-FROM json_each($1) AS j WHERE true ORDER BY j.key \
-ON CONFLICT DO NOTHING RETURNING id, source, dedup_key";
-
-/// The ledger rows holding a batch's keys (a read: a duplicate changes no
-/// ledger row here, see `duplicates.rs`). `CROSS JOIN` keeps the batch the
-/// outer loop, so each key is one probe of `events_dedup_key`.
-const SQLITE_HELD: &str = "\
-SELECT e.id, e.source, e.dedup_key, e.status, e.body_hash \
-FROM json_each($1) AS j CROSS JOIN events AS e \
-WHERE e.source = j.value ->> 0 AND e.dedup_key = j.value ->> 1 AND e.strategy <> 'coalesce'";
-
-const SQLITE_RECORD_DUPLICATES: &str = "\
-INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs) \
-SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3 FROM json_each($1) AS j";
-
 type Inserted = HashMap<(String, String), i64>;
 type Duplicated = HashMap<(String, String), (i64, String)>;
-
-pub(super) async fn record_sqlite(
-    conn: &mut SqliteConnection,
-    batch: &Batch<'_>,
-    outcomes: &mut [Option<RecordOutcome>],
-) -> Result<Leftover, sqlx::Error> {
-    let held = sqlite_duplicates(conn, &batch.counts(&batch.all_groups(), 0)).await?;
-    let unheld = batch.unheld(&held);
-    let mut inserted = Inserted::new();
-    if !unheld.is_empty() {
-        let rows: Vec<serde_json::Value> = batch
-            .candidates(&unheld)
-            .map(|e| {
-                serde_json::json!([
-                    e.source,
-                    e.dedup_key,
-                    e.strategy.as_str(),
-                    e.provider_event_id,
-                    e.action,
-                    e.object_type,
-                    e.object_id,
-                    e.event_time_ms,
-                    e.payload,
-                    e.body_hash,
-                    e.received_at_ms
-                ])
-            })
-            .collect();
-        let returned: Vec<(i64, String, String)> = sqlx::query_as(SQLITE_INSERT)
-            .bind(serde_json::Value::Array(rows).to_string())
-            .fetch_all(&mut *conn)
-            .await?;
-        inserted = returned
-            .into_iter()
-            .map(|(id, s, k)| ((s, k), id))
-            .collect();
-    }
-    let recounted =
-        sqlite_duplicates(conn, &batch.counts(&batch.with_copies(&inserted), 1)).await?;
-    Ok(batch.settle(&held, &inserted, &recounted, outcomes))
-}
-
-/// Finds the rows holding the counted keys and records the copies against
-/// them; returns the holders. Keys no row holds are left out.
-async fn sqlite_duplicates(
-    conn: &mut SqliteConnection,
-    counts: &[Count<'_>],
-) -> Result<Duplicated, sqlx::Error> {
-    if counts.is_empty() {
-        return Ok(Duplicated::new());
-    }
-    let keys: Vec<serde_json::Value> = counts
-        .iter()
-        .map(|(s, k, ..)| serde_json::json!([s, k]))
-        .collect();
-    let held: Vec<Holder> = sqlx::query_as(SQLITE_HELD)
-        .bind(serde_json::Value::Array(keys).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-    let copies: Vec<serde_json::Value> = copies_of(counts, &held)
-        .map(|(id, n, at, differs)| serde_json::json!([id, n, at, differs]))
-        .collect();
-    if !copies.is_empty() {
-        sqlx::query(SQLITE_RECORD_DUPLICATES)
-            .bind(serde_json::Value::Array(copies).to_string())
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(holders(held))
-}
 
 /// `(id, source, dedup_key, status, body_hash)` of a row holding a key.
 type Holder = (i64, String, String, String, String);
@@ -365,7 +275,8 @@ pub(super) async fn record_postgres(
     Ok(batch.settle(&held, &inserted, &recounted, outcomes))
 }
 
-/// As `sqlite_duplicates`. The holders are read without a lock: recording a
+/// Finds the rows holding the counted keys and records the copies against
+/// them; returns the holders (keys no row holds are left out). The holders are read without a lock: recording a
 /// copy changes no ledger row, and a row pruned meanwhile was finished.
 async fn postgres_duplicates(
     conn: &mut PgConnection,

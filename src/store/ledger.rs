@@ -1,11 +1,15 @@
-//! Recording deliveries: the one place that decides first-seen versus
-//! duplicate. A delivery's row is inserted with `INSERT … ON CONFLICT DO
-//! NOTHING RETURNING id`; a returned id means first-seen (and the row, status
-//! `pending`, *is* the processing job), no id means a row with that key
-//! exists, and the duplicate is counted on it with one guarded `UPDATE …
-//! RETURNING`. Several deliveries can be recorded in one transaction (group
-//! commit); each learns its own outcome, and none is answered before the
-//! commit.
+//! Recording deliveries: where first-seen versus duplicate is decided. A
+//! delivery's row is inserted with `INSERT … ON CONFLICT DO NOTHING RETURNING
+//! id`; a returned id means first-seen (and the row, status `pending`, *is*
+//! the processing job), no id means a row with that key exists, and the
+//! duplicate is counted against it. Several deliveries can be recorded in one
+//! transaction (group commit); each learns its own outcome, and none is
+//! answered before the commit.
+//!
+//! This file holds the types and the PostgreSQL path (the multi-row fast
+//! path of `batch.rs`, then one guarded `UPDATE … RETURNING` per leftover
+//! delivery). SQLite's writer (`sqlite_ledger.rs`) makes the same decision
+//! with the same statements, one delivery at a time.
 
 use super::batch::{self, Batch};
 use super::{Store, StoreError};
@@ -98,17 +102,15 @@ const MAX_RECORD_ROUNDS: usize = 4;
 /// The per-delivery statements, expanded once per backend (the transaction
 /// types differ). Evaluates to a `RecordOutcome` or returns the error.
 macro_rules! record_in_tx {
-    ($conn:expr, $ev:expr, $postgres:expr) => {{
+    ($conn:expr, $ev:expr) => {{
         let ev: &NewEvent = $ev;
         let mut found: Option<RecordOutcome> = None;
         if let Some(previous) = &ev.previous_key {
-            if $postgres {
-                let lock_name = format!("{}\u{1f}{}", ev.source, hash_part(&ev.dedup_key));
-                sqlx::query(PG_LOCK_HASH)
-                    .bind(lock_name)
-                    .execute($conn)
-                    .await?;
-            }
+            let lock_name = format!("{}\u{1f}{}", ev.source, hash_part(&ev.dedup_key));
+            sqlx::query(PG_LOCK_HASH)
+                .bind(lock_name)
+                .execute($conn)
+                .await?;
             found = record_duplicate!($conn, ev, previous, true);
         }
         let mut rounds = 0;
@@ -185,36 +187,26 @@ impl Store {
         &self,
         events: &[NewEvent],
     ) -> Result<Vec<RecordOutcome>, StoreError> {
+        let pool = match self {
+            // One thread with its own connection records SQLite batches,
+            // one delivery at a time (`sqlite_ledger.rs`).
+            Store::Sqlite(sqlite) => return sqlite.ledger.record(events.to_vec()).await,
+            Store::Postgres(pool) => pool,
+        };
         let batch = Batch::new(events);
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; events.len()];
         // What the multi-row fast path leaves goes one at a time, in key
-        // order so that two batches on PostgreSQL take locks in one order.
-        let by_key = |mut left: Vec<usize>| {
-            left.sort_by(|&a, &b| {
-                (&events[a].source, &events[a].dedup_key)
-                    .cmp(&(&events[b].source, &events[b].dedup_key))
-            });
-            left
-        };
-        match self {
-            Store::Sqlite(sqlite) => {
-                let _gate = self.write_gate().await;
-                let mut tx = sqlite.pool.begin_with("BEGIN IMMEDIATE").await?;
-                let left = batch::record_sqlite(&mut tx, &batch, &mut outcomes).await?;
-                for i in by_key(left) {
-                    outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i], false));
-                }
-                tx.commit().await?;
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let left = batch::record_postgres(&mut tx, &batch, &mut outcomes).await?;
-                for i in by_key(left) {
-                    outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i], true));
-                }
-                tx.commit().await?;
-            }
+        // order so that two batches take locks in one order.
+        let mut tx = pool.begin().await?;
+        let mut left = batch::record_postgres(&mut tx, &batch, &mut outcomes).await?;
+        left.sort_by(|&a, &b| {
+            (&events[a].source, &events[a].dedup_key)
+                .cmp(&(&events[b].source, &events[b].dedup_key))
+        });
+        for i in left {
+            outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i]));
         }
+        tx.commit().await?;
         Ok(outcomes
             .into_iter()
             .map(|o| o.expect("every delivery of the batch is settled"))

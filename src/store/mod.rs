@@ -21,6 +21,7 @@ pub mod domain;
 pub mod duplicates;
 pub mod ledger;
 pub mod queue;
+mod sqlite_ledger;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use ledger::{NewEvent, RecordOutcome};
+use sqlite_ledger::SqliteLedger;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -52,8 +54,9 @@ pub enum Store {
 /// SQLite: two pools on one file, and one write gate for both.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    /// `synchronous=FULL`: what it commits survives a power loss. The
-    /// ledger (every acknowledged delivery) is written here.
+    /// `synchronous=FULL`: what it commits survives a power loss. Reads,
+    /// migrations, replays and prunes; ledger batches are written by
+    /// `ledger`, with the same setting.
     pub pool: SqlitePool,
     /// `synchronous=NORMAL`: commits survive a process crash but may be lost
     /// with the machine's power. Used for the workers' claims and
@@ -62,6 +65,9 @@ pub struct SqliteStore {
     /// loses an accepted event. It saves an fsync per processed event, which
     /// would otherwise sit in front of ingest commits.
     pub work: SqlitePool,
+    /// Records ledger batches (on a connection of its own; see
+    /// `sqlite_ledger.rs`), also `synchronous=FULL`.
+    ledger: SqliteLedger,
     gate: Arc<Mutex<()>>,
 }
 
@@ -110,6 +116,10 @@ pub enum StoreError {
     BatchFailed(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite ledger writer's connection reported an error (busy and
+    /// locked included: another process held the write lock too long).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -163,12 +173,12 @@ impl Store {
             // would stay in use once it holds millions of rows.
             let options = PgConnectOptions::from_str(database_url)?
                 .options([("plan_cache_mode", "force_custom_plan")]);
+            // The pool keeps its ping before each use (a round trip per
+            // ledger batch): a connection opened by a request handler lives on
+            // that HTTP worker's runtime and dies with it at shutdown; the
+            // ping weeds it out before a worker's completion would fail on it.
             let pool = PgPoolOptions::new()
                 .max_connections(32)
-                // No ping before each use: it is a round trip per ledger
-                // batch. A connection that died meanwhile fails its batch
-                // (503, the provider retries) and is dropped from the pool.
-                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options);
             Ok(Store::Postgres(pool))
@@ -189,15 +199,20 @@ impl Store {
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options.clone());
+            let path = options.get_filename().to_path_buf();
             let work = SqlitePoolOptions::new()
                 .max_connections(4)
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
+            let gate = Arc::new(Mutex::new(()));
+            let ledger = SqliteLedger::start(path, gate.clone())
+                .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
             Ok(Store::Sqlite(SqliteStore {
                 pool,
                 work,
-                gate: Arc::new(Mutex::new(())),
+                ledger,
+                gate,
             }))
         }
     }
