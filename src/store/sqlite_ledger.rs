@@ -82,14 +82,19 @@ impl SqliteLedger {
             .name("hookledger-ledger".into())
             .spawn(move || {
                 let mut conn: Option<Connection> = None;
+                let mut lookup_first = false;
                 while let Ok(request) = incoming.recv() {
+                    let events = &request.events;
                     let result = match &mut conn {
-                        Some(c) => record_batch(c, &gate, &request.events),
+                        Some(c) => record_batch(c, &gate, events, lookup_first),
                         None => match open(&path) {
-                            Ok(c) => record_batch(conn.insert(c), &gate, &request.events),
+                            Ok(c) => record_batch(conn.insert(c), &gate, events, lookup_first),
                             Err(e) => Err(e),
                         },
                     };
+                    if let Ok(outcomes) = &result {
+                        lookup_first = mostly_copies(outcomes);
+                    }
                     // The requester may have gone away; a committed batch stands.
                     let _ = request.reply.send(result.map_err(StoreError::from));
                 }
@@ -128,17 +133,30 @@ struct Copies {
     differs: bool,
 }
 
+/// Whether most of a batch were copies: then the next batch looks each key
+/// up before trying to insert it. Either order decides the same (this is
+/// the only writer); this one saves a failed insert per copy during a
+/// re-delivery storm, the other a lookup per new event.
+fn mostly_copies(outcomes: &[RecordOutcome]) -> bool {
+    let copies = outcomes
+        .iter()
+        .filter(|o| !matches!(o, RecordOutcome::Accepted { .. }))
+        .count();
+    copies * 2 > outcomes.len()
+}
+
 fn record_batch(
     conn: &mut Connection,
     gate: &Mutex<()>,
     events: &[NewEvent],
+    lookup_first: bool,
 ) -> rusqlite::Result<Vec<RecordOutcome>> {
     let _gate = gate.blocking_lock();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut copies: HashMap<i64, Copies> = HashMap::new();
     let outcomes = events
         .iter()
-        .map(|event| record_one(&tx, event, &mut copies))
+        .map(|event| record_one(&tx, event, lookup_first, &mut copies))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     {
         let mut record = tx.prepare_cached(RECORD_COPIES)?;
@@ -156,6 +174,7 @@ type Holder = (i64, String, String);
 fn record_one(
     tx: &rusqlite::Transaction<'_>,
     ev: &NewEvent,
+    lookup_first: bool,
     copies: &mut HashMap<i64, Copies>,
 ) -> rusqlite::Result<RecordOutcome> {
     let holder_sql = if ev.strategy == Strategy::Coalesce {
@@ -189,6 +208,11 @@ fn record_one(
             return Ok(counted(found, true));
         }
     }
+    if lookup_first {
+        if let Some(found) = holder(&ev.dedup_key)? {
+            return Ok(counted(found, false));
+        }
+    }
     let inserted: Option<i64> = tx
         .prepare_cached(INSERT_EVENT)?
         .query_row(
@@ -218,5 +242,174 @@ fn record_one(
             Some(found) => Ok(counted(found, false)),
             None => Err(rusqlite::Error::QueryReturnedNoRows),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, strategy: Strategy, hash: &str, at: i64) -> NewEvent {
+        NewEvent {
+            source: "s".into(),
+            dedup_key: key.into(),
+            previous_key: None,
+            strategy,
+            ignored: false,
+            provider_event_id: None,
+            action: None,
+            object_type: Some("thing".into()),
+            object_id: Some(format!("o-{key}")),
+            event_time_ms: at,
+            payload: "{}".into(),
+            body_hash: hash.into(),
+            received_at_ms: at,
+        }
+    }
+
+    /// Every kind of delivery, new and repeated, across three batches.
+    fn batches() -> Vec<Vec<NewEvent>> {
+        let mut hashed = event("hash:h:2", Strategy::PayloadHash, "h", 30);
+        hashed.previous_key = Some("hash:h:1".into());
+        let mut ignored = event("act:x:1", Strategy::ActionObject, "i", 40);
+        ignored.ignored = true;
+        let b1 = vec![
+            event("id:a", Strategy::EventId, "1", 10),
+            event("id:a", Strategy::EventId, "2", 11),
+            event("co:u:1", Strategy::Coalesce, "c", 12),
+            event("hash:h:1", Strategy::PayloadHash, "h", 13),
+            ignored.clone(),
+        ];
+        let b2 = vec![
+            event("id:a", Strategy::EventId, "1", 20),
+            event("co:u:1", Strategy::Coalesce, "c", 21),
+            hashed,
+            ignored,
+            event("id:b", Strategy::EventId, "1", 22),
+        ];
+        let b3 = vec![
+            event("id:b", Strategy::EventId, "1", 30),
+            event("id:c", Strategy::EventId, "1", 31),
+        ];
+        vec![b1, b2, b3]
+    }
+
+    /// Outcomes of `batches()` and the copies recorded, with one order
+    /// (ledger ids replaced by their rank).
+    fn run(lookup_first: bool) -> (Vec<RecordOutcome>, Vec<(i64, i64, i64, bool)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(super::super::Store::open(&format!(
+                "sqlite://{}",
+                path.display()
+            )))
+            .unwrap();
+        let gate = Mutex::new(());
+        let mut conn = open(&path).unwrap();
+        let mut outcomes = Vec::new();
+        for batch in batches() {
+            outcomes.extend(record_batch(&mut conn, &gate, &batch, lookup_first).unwrap());
+        }
+        let copies: Vec<(i64, i64, i64, bool)> = conn
+            .prepare("SELECT event_id, copies, last_at, differs FROM duplicate_deliveries")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        // Ledger ids as ranks: a failed insert uses up an AUTOINCREMENT id,
+        // so the two orders leave different gaps.
+        let mut ids: Vec<i64> = outcomes.iter().map(|o| o.id()).collect();
+        ids.sort();
+        ids.dedup();
+        let rank = |id: i64| ids.binary_search(&id).unwrap() as i64 + 1;
+        let outcomes = outcomes
+            .into_iter()
+            .map(|o| match o {
+                RecordOutcome::Accepted { id } => RecordOutcome::Accepted { id: rank(id) },
+                RecordOutcome::Ignored { id } => RecordOutcome::Ignored { id: rank(id) },
+                RecordOutcome::Duplicate {
+                    id,
+                    previous_bucket,
+                } => RecordOutcome::Duplicate {
+                    id: rank(id),
+                    previous_bucket,
+                },
+            })
+            .collect();
+        let mut copies: Vec<_> = copies
+            .into_iter()
+            .map(|(id, n, at, differs)| (rank(id), n, at, differs))
+            .collect();
+        copies.sort();
+        (outcomes, copies)
+    }
+
+    #[test]
+    fn looking_up_first_or_inserting_first_decides_the_same() {
+        use RecordOutcome::*;
+        let (insert_first, copies) = run(false);
+        assert_eq!(
+            insert_first,
+            vec![
+                Accepted { id: 1 },
+                Duplicate {
+                    id: 1,
+                    previous_bucket: false
+                },
+                Accepted { id: 2 },
+                Accepted { id: 3 },
+                Ignored { id: 4 },
+                Duplicate {
+                    id: 1,
+                    previous_bucket: false
+                },
+                Duplicate {
+                    id: 2,
+                    previous_bucket: false
+                },
+                Duplicate {
+                    id: 3,
+                    previous_bucket: true
+                },
+                Ignored { id: 4 },
+                Accepted { id: 5 },
+                Duplicate {
+                    id: 5,
+                    previous_bucket: false
+                },
+                Accepted { id: 6 },
+            ]
+        );
+        // One row per event and batch: (id, copies, latest, differs).
+        assert_eq!(
+            copies,
+            vec![
+                (1, 1, 11, true),
+                (1, 1, 20, false),
+                (2, 1, 21, false),
+                (3, 1, 30, false),
+                (4, 1, 40, false),
+                (5, 1, 30, false)
+            ]
+        );
+        assert_eq!(run(true), (insert_first, copies));
+    }
+
+    #[test]
+    fn a_batch_of_mostly_copies_turns_the_order_around() {
+        let accepted = RecordOutcome::Accepted { id: 1 };
+        let copy = RecordOutcome::Duplicate {
+            id: 1,
+            previous_bucket: false,
+        };
+        assert!(!mostly_copies(&[accepted, copy]));
+        assert!(mostly_copies(&[accepted, copy, copy]));
+        assert!(!mostly_copies(&[]));
     }
 }
