@@ -294,9 +294,12 @@ mod tests {
         vec![b1, b2, b3]
     }
 
+    /// A `duplicate_deliveries` row: (event id, copies, latest, differs).
+    type CopyRow = (i64, i64, i64, bool);
+
     /// Outcomes of `batches()` and the copies recorded, with one order
     /// (ledger ids replaced by their rank).
-    fn run(lookup_first: bool) -> (Vec<RecordOutcome>, Vec<(i64, i64, i64, bool)>) {
+    fn run(lookup_first: bool) -> (Vec<RecordOutcome>, Vec<CopyRow>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.db");
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -315,7 +318,7 @@ mod tests {
         for batch in batches() {
             outcomes.extend(record_batch(&mut conn, &gate, &batch, lookup_first).unwrap());
         }
-        let copies: Vec<(i64, i64, i64, bool)> = conn
+        let copies: Vec<CopyRow> = conn
             .prepare("SELECT event_id, copies, last_at, differs FROM duplicate_deliveries")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
