@@ -91,6 +91,7 @@ impl Application {
             metrics: metrics.clone(),
             clock: clock.clone(),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            runtime: tokio::runtime::Handle::current(),
         });
         let worker = Worker::new(store.clone(), config.clone(), sources, clock, metrics);
         let shutdown = CancellationToken::new();

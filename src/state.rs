@@ -4,10 +4,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::future::Future;
+
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::sources::Source;
@@ -23,4 +27,24 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Webhook requests being handled; when none is free the answer is 429.
     pub in_flight: Arc<Semaphore>,
+    /// The runtime the application was built on (not an HTTP worker's).
+    pub runtime: Handle,
+}
+
+impl AppState {
+    /// Runs a handler's store call on the application's runtime. A database
+    /// connection belongs to the runtime that opened it: opened by a handler,
+    /// it would live on that HTTP worker's runtime, wake the ingest writers
+    /// and workers across threads, and die with it when the HTTP workers stop
+    /// first at shutdown (failing a worker's last completion).
+    pub async fn on_main<T, F>(&self, call: F) -> Result<T, ApiError>
+    where
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.runtime
+            .spawn(call)
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("a store call was cut off: {e}")))?
+    }
 }

@@ -172,7 +172,10 @@ pub async fn duplicates(
         since_ms: parse_since(query.since.as_deref())?,
         before,
     };
-    let rows = state.store.duplicates(&filter, limit).await?;
+    let store = state.store.clone();
+    let rows = state
+        .on_main(async move { Ok(store.duplicates(&filter, limit).await?) })
+        .await?;
     Ok(
         HttpResponse::Ok().json(page(rows, limit, duplicate_json, |r| {
             encode_cursor("d", &[r.last_duplicate_at.unwrap_or(0), r.id])
@@ -206,7 +209,10 @@ pub async fn events(
         since_ms: parse_since(query.since.as_deref())?,
         before_id,
     };
-    let rows = state.store.events(&filter, limit).await?;
+    let store = state.store.clone();
+    let rows = state
+        .on_main(async move { Ok(store.events(&filter, limit).await?) })
+        .await?;
     Ok(HttpResponse::Ok().json(page(rows, limit, event_json, |r| {
         encode_cursor("e", &[r.id])
     })))
@@ -226,9 +232,9 @@ pub async fn event(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
     let id = parse_id(&id)?;
+    let store = state.store.clone();
     let detail = state
-        .store
-        .event(id)
+        .on_main(async move { Ok(store.event(id).await?) })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
     let mut body = event_json(&detail.row);
@@ -245,10 +251,20 @@ pub async fn replay(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
     let id = parse_id(&id)?;
-    if state.store.replay(id, state.clock.now_ms()).await? {
+    let (store, now_ms) = (state.store.clone(), state.clock.now_ms());
+    // The status is read only when the replay did not happen, to say why.
+    let (replayed, status) = state
+        .on_main(async move {
+            if store.replay(id, now_ms).await? {
+                return Ok((true, None));
+            }
+            Ok((false, store.event_status(id).await?))
+        })
+        .await?;
+    if replayed {
         return Ok(HttpResponse::Accepted().json(json!({ "status": "pending", "id": id })));
     }
-    match state.store.event_status(id).await?.as_deref() {
+    match status.as_deref() {
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),
         Some("processing") => Err(ApiError::Conflict(format!("event {id} is being processed"))),
         Some("ignored") => Err(ApiError::Conflict(format!(
@@ -265,7 +281,10 @@ pub async fn stats(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
-    let stats = state.store.stats().await?;
+    let store = state.store.clone();
+    let stats = state
+        .on_main(async move { Ok(store.stats().await?) })
+        .await?;
     // Configured sources appear even before their first delivery.
     let mut by_source = stats.by_source;
     for name in state.sources.keys() {

@@ -173,12 +173,14 @@ impl Store {
             // would stay in use once it holds millions of rows.
             let options = PgConnectOptions::from_str(database_url)?
                 .options([("plan_cache_mode", "force_custom_plan")]);
-            // The pool keeps its ping before each use (a round trip per
-            // ledger batch): a connection opened by a request handler lives on
-            // that HTTP worker's runtime and dies with it at shutdown; the
-            // ping weeds it out before a worker's completion would fail on it.
+            // No ping before each use: it is a round trip per ledger batch and
+            // per claim. A connection that died meanwhile fails its one batch
+            // (503, the provider retries) and is dropped from the pool. (Every
+            // connection is opened on the application's runtime, never an
+            // HTTP worker's, which stops first at shutdown: `AppState::on_main`.)
             let pool = PgPoolOptions::new()
                 .max_connections(32)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options);
             Ok(Store::Postgres(pool))
