@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::sources::Source;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -37,14 +37,16 @@ impl AppState {
     /// it would live on that HTTP worker's runtime, wake the ingest writers
     /// and workers across threads, and die with it when the HTTP workers stop
     /// first at shutdown (failing a worker's last completion).
-    pub async fn on_main<T, F>(&self, call: F) -> Result<T, ApiError>
+    pub async fn on_main<T, F, Fut>(&self, call: F) -> Result<T, ApiError>
     where
-        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+        F: FnOnce(Store) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
         T: Send + 'static,
     {
         self.runtime
-            .spawn(call)
+            .spawn(call(self.store.clone()))
             .await
             .map_err(|e| ApiError::Internal(anyhow::anyhow!("a store call was cut off: {e}")))?
+            .map_err(ApiError::from)
     }
 }

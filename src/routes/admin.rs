@@ -172,9 +172,8 @@ pub async fn duplicates(
         since_ms: parse_since(query.since.as_deref())?,
         before,
     };
-    let store = state.store.clone();
     let rows = state
-        .on_main(async move { Ok(store.duplicates(&filter, limit).await?) })
+        .on_main(move |store| async move { store.duplicates(&filter, limit).await })
         .await?;
     Ok(
         HttpResponse::Ok().json(page(rows, limit, duplicate_json, |r| {
@@ -209,9 +208,8 @@ pub async fn events(
         since_ms: parse_since(query.since.as_deref())?,
         before_id,
     };
-    let store = state.store.clone();
     let rows = state
-        .on_main(async move { Ok(store.events(&filter, limit).await?) })
+        .on_main(move |store| async move { store.events(&filter, limit).await })
         .await?;
     Ok(HttpResponse::Ok().json(page(rows, limit, event_json, |r| {
         encode_cursor("e", &[r.id])
@@ -232,9 +230,8 @@ pub async fn event(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
     let id = parse_id(&id)?;
-    let store = state.store.clone();
     let detail = state
-        .on_main(async move { Ok(store.event(id).await?) })
+        .on_main(move |store| async move { store.event(id).await })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
     let mut body = event_json(&detail.row);
@@ -251,10 +248,10 @@ pub async fn replay(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
     let id = parse_id(&id)?;
-    let (store, now_ms) = (state.store.clone(), state.clock.now_ms());
+    let now_ms = state.clock.now_ms();
     // The status is read only when the replay did not happen, to say why.
     let (replayed, status) = state
-        .on_main(async move {
+        .on_main(move |store| async move {
             if store.replay(id, now_ms).await? {
                 return Ok((true, None));
             }
@@ -281,9 +278,8 @@ pub async fn stats(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
-    let store = state.store.clone();
     let stats = state
-        .on_main(async move { Ok(store.stats().await?) })
+        .on_main(|store| async move { store.stats().await })
         .await?;
     // Configured sources appear even before their first delivery.
     let mut by_source = stats.by_source;

@@ -13,9 +13,8 @@ pub async fn healthz() -> HttpResponse {
 
 /// The database answers.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let store = state.store.clone();
     state
-        .on_main(async move { Ok(store.ping().await?) })
+        .on_main(|store| async move { store.ping().await })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": state.store.backend() })))
 }
