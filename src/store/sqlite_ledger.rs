@@ -20,7 +20,7 @@
 //! time bucket first; coalesce keys count only against their `pending` row.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -50,9 +50,6 @@ WHERE source = ?1 AND dedup_key = ?2 AND strategy = 'coalesce' AND status = 'pen
 
 const RECORD_COPIES: &str = "\
 INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs) VALUES (?1, ?2, ?3, ?4)";
-
-/// How long a write waits on another process's lock before it fails (503).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Reply = oneshot::Sender<Result<Vec<RecordOutcome>, StoreError>>;
 
@@ -113,9 +110,10 @@ impl SqliteLedger {
     }
 }
 
-fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
+fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // As long as the sqlx pools wait on another process's lock (then 503).
+    conn.busy_timeout(Duration::from_secs(super::SQLITE_BUSY_TIMEOUT_SECS))?;
     // As the sqlx pools: WAL, and FULL so an acknowledged row survives a
     // power loss, not only a process crash.
     conn.pragma_update(None, "journal_mode", "WAL")?;
