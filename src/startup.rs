@@ -22,10 +22,6 @@ use crate::state::AppState;
 use crate::store::Store;
 use crate::worker::Worker;
 
-/// Ledger writer tasks on PostgreSQL: enough to keep a few commits in
-/// flight while the next batch gathers.
-const POSTGRES_WRITERS: usize = 4;
-
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -75,7 +71,7 @@ impl Application {
                 max_rows: config.server.batch_max_rows,
                 linger: Duration::from_micros(config.server.batch_linger_us),
                 writers: if matches!(store, Store::Postgres(_)) {
-                    POSTGRES_WRITERS
+                    crate::store::POSTGRES_WRITERS
                 } else {
                     1
                 },

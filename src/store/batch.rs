@@ -1,28 +1,30 @@
-//! The fast path of group commit: a whole batch of deliveries decided with
-//! one multi-row read of the rows that already hold its keys (each such key
-//! is a duplicate: its copies are appended to `duplicate_deliveries` in one
-//! more statement, see `duplicates.rs`) and a multi-row `INSERT … ON
-//! CONFLICT DO NOTHING RETURNING` for the keys left over (inserted: first
-//! seen), instead of two statements per delivery. New events carry no
-//! 600-byte payloads through a statement that will not use them, and
-//! re-deliveries write no ledger row at all. (Copies of a new key that
-//! arrived in the same batch are recorded as duplicates after the insert.)
-//! Each statement takes the batch as one parameter set (`UNNEST` of arrays),
-//! so the statement text never changes and stays prepared. (PostgreSQL only:
-//! on SQLite, where a statement is a function call rather than a round trip,
-//! `sqlite_ledger.rs` records one delivery at a time.)
+//! The fast path of group commit on PostgreSQL: a whole batch of deliveries
+//! decided by one statement, committed on its own, in one round trip. The
+//! statement looks each key up in its unique index (a row holding it makes
+//! every copy a duplicate, appended to `duplicate_deliveries`, see
+//! `duplicates.rs`), inserts the keys no row holds with `INSERT … ON
+//! CONFLICT DO NOTHING RETURNING` (returned: first seen), and appends the
+//! copies that arrived in the same batch as a new key. New events carry no
+//! 600-byte payloads through a lookup, re-deliveries write no ledger row,
+//! and neither pays for `BEGIN` and `COMMIT` round trips. Each column is one
+//! array parameter (`UNNEST`), so the text never changes and the plan is
+//! made once per connection (the ledger pool uses generic plans; the lookup
+//! is a `LATERAL … LIMIT 1`, which keeps it an index probe even in a plan
+//! made while the table was empty). SQLite's writer (`sqlite_ledger.rs`),
+//! where a statement is a function call rather than a round trip, records
+//! one delivery at a time instead.
 //!
 //! Copies of one key inside a batch are grouped first: the earliest is the
-//! insert candidate, the others are its duplicates. Groups are handled in
-//! key order, so two batches on PostgreSQL wait on each other's inserts of
-//! the same keys in one order.
+//! insert candidate, the others are its duplicates. Groups are inserted in
+//! key order, so two batches wait on each other's inserts of the same keys in
+//! one order.
 //!
 //! Only event-id and unique action+object keys take this path. Coalesce,
-//! payload-hash (two buckets to look in) and ignored deliveries, and any
-//! key that another writer inserted between the read and the insert
-//! (PostgreSQL), go through the one-at-a-time path in `ledger.rs`.
+//! payload-hash (two buckets to look in) and ignored deliveries, and any key
+//! that another writer inserted after the statement's snapshot (neither
+//! found nor inserted), go through the one-at-a-time path in `ledger.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sqlx::PgConnection;
 
@@ -30,9 +32,7 @@ use super::ledger::{NewEvent, RecordOutcome};
 use crate::dedup::Strategy;
 
 /// Copies of one `(source, dedup_key)` in a batch, in arrival order.
-struct Group<'a> {
-    source: &'a str,
-    key: &'a str,
+struct Group {
     members: Vec<usize>,
 }
 
@@ -41,8 +41,18 @@ pub(super) type Leftover = Vec<usize>;
 
 pub(super) struct Batch<'a> {
     events: &'a [NewEvent],
-    groups: Vec<Group<'a>>,
+    /// In key order.
+    groups: Vec<Group>,
     slow: Vec<usize>,
+}
+
+/// Copies of a key counted against the row that holds it: how many, the
+/// latest arrival, and the body hash they share (`None` when they differ
+/// among themselves, which means some differ from the original too).
+struct Copies<'a> {
+    count: i64,
+    latest_ms: i64,
+    shared_hash: Option<&'a str>,
 }
 
 impl<'a> Batch<'a> {
@@ -63,12 +73,8 @@ impl<'a> Batch<'a> {
             }
         }
         let groups = by_key
-            .into_iter()
-            .map(|((source, key), members)| Group {
-                source,
-                key,
-                members,
-            })
+            .into_values()
+            .map(|members| Group { members })
             .collect();
         Batch {
             events,
@@ -77,228 +83,166 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Groups no row holds yet, after the first duplicate update.
-    fn unheld(&self, held: &Duplicated) -> Vec<usize> {
-        (0..self.groups.len())
-            .filter(|&g| !held.contains_key(&self.key_of(g)))
-            .collect()
+    fn first(&self, group: &Group) -> &'a NewEvent {
+        &self.events[group.members[0]]
     }
 
-    fn key_of(&self, g: usize) -> (String, String) {
-        (
-            self.groups[g].source.to_string(),
-            self.groups[g].key.to_string(),
-        )
-    }
-
-    /// The insert candidates of the given groups: each group's first copy.
-    fn candidates<'b>(&'b self, groups: &'b [usize]) -> impl Iterator<Item = &'b NewEvent> {
-        groups
-            .iter()
-            .map(|&g| &self.events[self.groups[g].members[0]])
-    }
-
-    /// Settles outcomes; returns what is left for the one-at-a-time path.
-    /// `held`: groups whose row existed (all copies are duplicates);
-    /// `inserted`: groups inserted now (the first copy is accepted);
-    /// `recounted`: copies after the first of inserted groups.
-    fn settle(
-        &self,
-        held: &Duplicated,
-        inserted: &Inserted,
-        recounted: &Duplicated,
-        outcomes: &mut [Option<RecordOutcome>],
-    ) -> Leftover {
-        let mut leftover = self.slow.clone();
-        for (g, group) in self.groups.iter().enumerate() {
-            let key = self.key_of(g);
-            let (holder, dups) = if let Some(found) = held.get(&key) {
-                (Some(found), &group.members[..])
-            } else if let Some(&id) = inserted.get(&key) {
-                outcomes[group.members[0]] = Some(RecordOutcome::Accepted { id });
-                (recounted.get(&key), &group.members[1..])
-            } else {
-                // Inserted meanwhile by another writer (PostgreSQL): settle
-                // these one at a time.
-                (None, &group.members[..])
-            };
-            if dups.is_empty() {
-                continue;
-            }
-            match holder {
-                Some((id, status)) => {
-                    for &i in dups {
-                        outcomes[i] = Some(if status == "ignored" {
-                            RecordOutcome::Ignored { id: *id }
-                        } else {
-                            RecordOutcome::Duplicate {
-                                id: *id,
-                                previous_bucket: false,
-                            }
-                        });
-                    }
-                }
-                None => leftover.extend_from_slice(dups),
-            }
+    fn copies(&self, members: &[usize]) -> Copies<'a> {
+        let hash = |i: usize| self.events[i].body_hash.as_str();
+        let shared_hash = members
+            .first()
+            .map(|&i| hash(i))
+            .filter(|&h| members.iter().all(|&i| hash(i) == h));
+        Copies {
+            count: members.len() as i64,
+            latest_ms: members
+                .iter()
+                .map(|&i| self.events[i].received_at_ms)
+                .max()
+                .unwrap_or(0),
+            shared_hash,
         }
-        leftover
-    }
-
-    /// Duplicate counts for the given groups, skipping each group's first
-    /// `skip` copies: how many, the latest arrival, and the body hash they
-    /// share (`None` when they differ among themselves, which means some
-    /// differ from the original too).
-    fn counts(&self, groups: &[usize], skip: usize) -> Vec<Count<'_>> {
-        groups
-            .iter()
-            .filter_map(|&g| {
-                let group = &self.groups[g];
-                let dups = group.members.get(skip..)?;
-                let first = self.events.get(*dups.first()?)?;
-                let latest = dups.iter().map(|&i| self.events[i].received_at_ms).max()?;
-                let same = dups
-                    .iter()
-                    .all(|&i| self.events[i].body_hash == first.body_hash);
-                Some((
-                    group.source,
-                    group.key,
-                    dups.len() as i64,
-                    latest,
-                    same.then_some(first.body_hash.as_str()),
-                ))
-            })
-            .collect()
-    }
-
-    fn all_groups(&self) -> Vec<usize> {
-        (0..self.groups.len()).collect()
-    }
-
-    /// Inserted groups with copies after the first.
-    fn with_copies(&self, inserted: &Inserted) -> Vec<usize> {
-        (0..self.groups.len())
-            .filter(|&g| self.groups[g].members.len() > 1 && inserted.contains_key(&self.key_of(g)))
-            .collect()
     }
 }
 
-/// `(source, dedup_key, copies, latest arrival, shared body hash)`
-type Count<'a> = (&'a str, &'a str, i64, i64, Option<&'a str>);
+/// `$1…$11`: each group's first copy, the insert candidate. `$12…$14`: all
+/// copies of the group (counted when a row already holds the key).
+/// `$15…$17`: the copies after the first (counted when the first is
+/// inserted). One row per group, by `ord`: the holder's id and status, or
+/// the inserted id, or neither (a writer inserted the key after this
+/// statement's snapshot: the one-at-a-time path settles it).
+const POSTGRES_RECORD: &str = "\
+WITH u AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[],
+        $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::text[])
+    WITH ORDINALITY AS u(source, dedup_key, strategy, provider_event_id, action, object_type,
+        object_id, event_time, payload, body_hash, received_at,
+        all_copies, all_last_at, all_hash, later_copies, later_last_at, later_hash, ord)
+), held AS (
+    SELECT u.ord, e.id, e.status, e.body_hash
+    FROM u CROSS JOIN LATERAL (
+        SELECT e.id, e.status, e.body_hash FROM events AS e
+        WHERE e.source = u.source AND e.dedup_key = u.dedup_key AND e.strategy <> 'coalesce'
+        LIMIT 1
+    ) AS e
+), inserted AS (
+    INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action,
+        object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at)
+    SELECT u.source, u.dedup_key, u.strategy, 'pending', u.provider_event_id, u.action,
+        u.object_type, u.object_id, u.event_time, u.payload, u.body_hash, u.received_at,
+        u.received_at
+    FROM u WHERE NOT EXISTS (SELECT 1 FROM held WHERE held.ord = u.ord)
+    ORDER BY u.ord
+    ON CONFLICT DO NOTHING RETURNING id, source, dedup_key
+), accepted AS (
+    SELECT u.ord, inserted.id FROM inserted
+    JOIN u ON u.source = inserted.source AND u.dedup_key = inserted.dedup_key
+), copies AS (
+    INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs)
+    SELECT held.id, u.all_copies, u.all_last_at, u.all_hash IS DISTINCT FROM held.body_hash
+    FROM held JOIN u ON u.ord = held.ord
+    UNION ALL
+    SELECT accepted.id, u.later_copies, u.later_last_at, u.later_hash IS DISTINCT FROM u.body_hash
+    FROM accepted JOIN u ON u.ord = accepted.ord
+    WHERE u.later_copies > 0
+)
+SELECT u.ord, held.id, held.status, accepted.id
+FROM u LEFT JOIN held ON held.ord = u.ord LEFT JOIN accepted ON accepted.ord = u.ord";
 
-type Inserted = HashMap<(String, String), i64>;
-type Duplicated = HashMap<(String, String), (i64, String)>;
+/// `(ord, holder id, holder status, inserted id)`
+type Decided = (i64, Option<i64>, Option<String>, Option<i64>);
 
-/// `(id, source, dedup_key, status, body_hash)` of a row holding a key.
-type Holder = (i64, String, String, String, String);
-
-/// `(event_id, copies, last_at, differs)` for each counted key a row holds.
-fn copies_of<'a>(
-    counts: &'a [Count<'a>],
-    held: &'a [Holder],
-) -> impl Iterator<Item = (i64, i64, i64, bool)> + 'a {
-    let by_key: HashMap<(&str, &str), &Holder> = held
-        .iter()
-        .map(|h| ((h.1.as_str(), h.2.as_str()), h))
-        .collect();
-    counts.iter().filter_map(move |(s, k, n, at, hash)| {
-        let (id, .., body_hash) = by_key.get(&(*s, *k))?;
-        // No shared hash means the copies differ among themselves, so some
-        // differ from the original too.
-        let differs = hash.map_or(true, |h| h != body_hash);
-        Some((*id, *n, *at, differs))
-    })
-}
-
-fn holders(held: Vec<Holder>) -> Duplicated {
-    held.into_iter()
-        .map(|(id, s, k, status, _)| ((s, k), (id, status)))
-        .collect()
-}
-
-const POSTGRES_INSERT: &str = "\
-INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action, \
-    object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at) \
-SELECT u.source, u.dedup_key, u.strategy, 'pending', u.provider_event_id, u.action, \
-    u.object_type, u.object_id, u.event_time, u.payload, u.body_hash, u.received_at, u.received_at \
-FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-    $8::bigint[], $9::text[], $10::text[], $11::bigint[]) WITH ORDINALITY \
-    AS u(source, dedup_key, strategy, provider_event_id, action, object_type, object_id, \
-         event_time, payload, body_hash, received_at, ord) \
-ORDER BY u.ord \
-ON CONFLICT DO NOTHING RETURNING id, source, dedup_key";
-
-const POSTGRES_HELD: &str = "\
-SELECT e.id, e.source, e.dedup_key, e.status, e.body_hash \
-FROM UNNEST($1::text[], $2::text[]) AS d(source, dedup_key) \
-JOIN events AS e ON e.source = d.source AND e.dedup_key = d.dedup_key AND e.strategy <> 'coalesce'";
-
-const POSTGRES_RECORD_DUPLICATES: &str = "\
-INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs) \
-SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bool[])";
-
+/// Records the batch's fast-path groups in one statement, committed when it
+/// returns (the connection is not in a transaction); settles their outcomes
+/// and returns what is left for the one-at-a-time path.
 pub(super) async fn record_postgres(
     conn: &mut PgConnection,
     batch: &Batch<'_>,
     outcomes: &mut [Option<RecordOutcome>],
 ) -> Result<Leftover, sqlx::Error> {
-    let held = postgres_duplicates(conn, &batch.counts(&batch.all_groups(), 0)).await?;
-    let unheld = batch.unheld(&held);
-    let mut inserted = Inserted::new();
-    if !unheld.is_empty() {
-        let c: Vec<&NewEvent> = batch.candidates(&unheld).collect();
-        let col = |f: fn(&NewEvent) -> String| c.iter().map(|e| f(e)).collect::<Vec<String>>();
-        let opt = |f: fn(&NewEvent) -> Option<String>| {
-            c.iter().map(|e| f(e)).collect::<Vec<Option<String>>>()
-        };
-        let num = |f: fn(&NewEvent) -> i64| c.iter().map(|e| f(e)).collect::<Vec<i64>>();
-        let returned: Vec<(i64, String, String)> = sqlx::query_as(POSTGRES_INSERT)
-            .bind(col(|e| e.source.clone()))
-            .bind(col(|e| e.dedup_key.clone()))
-            .bind(col(|e| e.strategy.as_str().to_string()))
-            .bind(opt(|e| e.provider_event_id.clone()))
-            .bind(opt(|e| e.action.clone()))
-            .bind(opt(|e| e.object_type.clone()))
-            .bind(opt(|e| e.object_id.clone()))
-            .bind(num(|e| e.event_time_ms))
-            .bind(col(|e| e.payload.clone()))
-            .bind(col(|e| e.body_hash.clone()))
-            .bind(num(|e| e.received_at_ms))
-            .fetch_all(&mut *conn)
-            .await?;
-        inserted = returned
-            .into_iter()
-            .map(|(id, s, k)| ((s, k), id))
-            .collect();
+    let mut leftover = batch.slow.clone();
+    if batch.groups.is_empty() {
+        return Ok(leftover);
     }
-    let recounted =
-        postgres_duplicates(conn, &batch.counts(&batch.with_copies(&inserted), 1)).await?;
-    Ok(batch.settle(&held, &inserted, &recounted, outcomes))
-}
-
-/// Finds the rows holding the counted keys and records the copies against
-/// them; returns the holders (keys no row holds are left out). The holders are read without a lock: recording a
-/// copy changes no ledger row, and a row pruned meanwhile was finished.
-async fn postgres_duplicates(
-    conn: &mut PgConnection,
-    counts: &[Count<'_>],
-) -> Result<Duplicated, sqlx::Error> {
-    if counts.is_empty() {
-        return Ok(Duplicated::new());
-    }
-    let held: Vec<Holder> = sqlx::query_as(POSTGRES_HELD)
-        .bind(counts.iter().map(|c| c.0).collect::<Vec<&str>>())
-        .bind(counts.iter().map(|c| c.1).collect::<Vec<&str>>())
+    let firsts: Vec<&NewEvent> = batch.groups.iter().map(|g| batch.first(g)).collect();
+    let all: Vec<Copies> = batch
+        .groups
+        .iter()
+        .map(|g| batch.copies(&g.members))
+        .collect();
+    let later: Vec<Copies> = batch
+        .groups
+        .iter()
+        .map(|g| batch.copies(&g.members[1..]))
+        .collect();
+    let text = |f: fn(&NewEvent) -> &str| firsts.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let maybe = |f: fn(&NewEvent) -> Option<&str>| {
+        firsts.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
+    };
+    let number = |f: fn(&NewEvent) -> i64| firsts.iter().map(|e| f(e)).collect::<Vec<i64>>();
+    let counted =
+        |copies: &[Copies], f: fn(&Copies) -> i64| copies.iter().map(f).collect::<Vec<i64>>();
+    let decided: Vec<Decided> = sqlx::query_as(POSTGRES_RECORD)
+        .bind(text(|e| &e.source))
+        .bind(text(|e| &e.dedup_key))
+        .bind(text(|e| e.strategy.as_str()))
+        .bind(maybe(|e| e.provider_event_id.as_deref()))
+        .bind(maybe(|e| e.action.as_deref()))
+        .bind(maybe(|e| e.object_type.as_deref()))
+        .bind(maybe(|e| e.object_id.as_deref()))
+        .bind(number(|e| e.event_time_ms))
+        .bind(text(|e| &e.payload))
+        .bind(text(|e| &e.body_hash))
+        .bind(number(|e| e.received_at_ms))
+        .bind(counted(&all, |c| c.count))
+        .bind(counted(&all, |c| c.latest_ms))
+        .bind(all.iter().map(|c| c.shared_hash).collect::<Vec<_>>())
+        .bind(counted(&later, |c| c.count))
+        .bind(counted(&later, |c| c.latest_ms))
+        .bind(later.iter().map(|c| c.shared_hash).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
-    let copies: Vec<(i64, i64, i64, bool)> = copies_of(counts, &held).collect();
-    if !copies.is_empty() {
-        sqlx::query(POSTGRES_RECORD_DUPLICATES)
-            .bind(copies.iter().map(|c| c.0).collect::<Vec<i64>>())
-            .bind(copies.iter().map(|c| c.1).collect::<Vec<i64>>())
-            .bind(copies.iter().map(|c| c.2).collect::<Vec<i64>>())
-            .bind(copies.iter().map(|c| c.3).collect::<Vec<bool>>())
-            .execute(&mut *conn)
-            .await?;
+    for (ord, held_id, held_status, inserted_id) in decided {
+        let Some(group) = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|g| batch.groups.get(g))
+        else {
+            return Err(sqlx::Error::Protocol(format!(
+                "batch statement returned an unknown ordinal {ord}"
+            )));
+        };
+        match (held_id, inserted_id) {
+            (Some(id), _) => {
+                let outcome = if held_status.as_deref() == Some("ignored") {
+                    RecordOutcome::Ignored { id }
+                } else {
+                    RecordOutcome::Duplicate {
+                        id,
+                        previous_bucket: false,
+                    }
+                };
+                for &i in &group.members {
+                    outcomes[i] = Some(outcome);
+                }
+            }
+            (None, Some(id)) => {
+                outcomes[group.members[0]] = Some(RecordOutcome::Accepted { id });
+                for &i in &group.members[1..] {
+                    outcomes[i] = Some(RecordOutcome::Duplicate {
+                        id,
+                        previous_bucket: false,
+                    });
+                }
+            }
+            // Inserted by another writer after this statement's snapshot.
+            (None, None) => {}
+        }
     }
-    Ok(holders(held))
+    for group in &batch.groups {
+        if outcomes[group.members[0]].is_none() {
+            leftover.extend_from_slice(&group.members);
+        }
+    }
+    Ok(leftover)
 }

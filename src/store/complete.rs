@@ -209,8 +209,8 @@ impl Store {
                 tx.commit().await?;
                 done
             }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+            Store::Postgres(pg) => {
+                let mut tx = pg.pool.begin().await?;
                 // Like the SQLite workers' pool (`synchronous=NORMAL`): a
                 // completion lost with the server's crash puts the event back
                 // to be processed again, never loses one; WAL order keeps it

@@ -96,8 +96,8 @@ impl Store {
                 tx.commit().await?;
                 Ok(folded)
             }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
+            Store::Postgres(pg) => {
+                let mut tx = pg.pool.begin().await?;
                 sqlx::query(POSTGRES_FOLD_LOCK).execute(&mut *tx).await?;
                 sqlx::query(POSTGRES_FOLD_LOCK_TIMEOUT)
                     .execute(&mut *tx)

@@ -11,6 +11,8 @@
 //! delivery). SQLite's writer (`sqlite_ledger.rs`) makes the same decision
 //! with the same statements, one delivery at a time.
 
+use sqlx::Connection;
+
 use super::batch::{self, Batch};
 use super::{Store, StoreError};
 use crate::dedup::Strategy;
@@ -180,9 +182,12 @@ impl Store {
         Ok(outcomes[0])
     }
 
-    /// Records deliveries in one transaction; the outcomes are in input order
-    /// and hold only once this returns `Ok` (the commit is done). An error
-    /// means none of them was recorded.
+    /// Records deliveries (group commit); the outcomes are in input order and
+    /// hold only once this returns `Ok` (every commit is done). An error
+    /// means none of them may be acknowledged: on SQLite none was recorded;
+    /// on PostgreSQL the fast path's statement may have committed before
+    /// the rest failed, and a provider that retries such an event is told
+    /// it is a duplicate, so nothing is lost and nothing is done twice.
     pub async fn record_batch(
         &self,
         events: &[NewEvent],
@@ -191,22 +196,26 @@ impl Store {
             // One thread with its own connection records SQLite batches,
             // one delivery at a time (`sqlite_ledger.rs`).
             Store::Sqlite(sqlite) => return sqlite.ledger.record(events.to_vec()).await,
-            Store::Postgres(pool) => pool,
+            Store::Postgres(pg) => &pg.ledger,
         };
         let batch = Batch::new(events);
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; events.len()];
-        // What the multi-row fast path leaves goes one at a time, in key
-        // order so that two batches take locks in one order.
-        let mut tx = pool.begin().await?;
-        let mut left = batch::record_postgres(&mut tx, &batch, &mut outcomes).await?;
-        left.sort_by(|&a, &b| {
-            (&events[a].source, &events[a].dedup_key)
-                .cmp(&(&events[b].source, &events[b].dedup_key))
-        });
-        for i in left {
-            outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i]));
+        let mut conn = pool.acquire().await?;
+        // The multi-row fast path is one statement, committed on its own.
+        let mut left = batch::record_postgres(&mut conn, &batch, &mut outcomes).await?;
+        if !left.is_empty() {
+            // What it leaves goes one at a time in one transaction, in key
+            // order so that two batches take locks in one order.
+            left.sort_by(|&a, &b| {
+                (&events[a].source, &events[a].dedup_key)
+                    .cmp(&(&events[b].source, &events[b].dedup_key))
+            });
+            let mut tx = conn.begin().await?;
+            for i in left {
+                outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i]));
+            }
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(outcomes
             .into_iter()
             .map(|o| o.expect("every delivery of the batch is settled"))

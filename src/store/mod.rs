@@ -41,6 +41,10 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// How long a request waits for a pooled connection before answering 503.
 const POOL_ACQUIRE_TIMEOUT_SECS: u64 = 5;
+/// Ledger writer tasks on PostgreSQL: enough to keep a few commits in
+/// flight while the next batch gathers. Each has a connection of its own in
+/// the ledger pool.
+pub const POSTGRES_WRITERS: usize = 4;
 /// How long SQLite waits on another writer's lock before reporting busy.
 const SQLITE_BUSY_TIMEOUT_SECS: u64 = 5;
 
@@ -48,7 +52,23 @@ const SQLITE_BUSY_TIMEOUT_SECS: u64 = 5;
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(SqliteStore),
-    Postgres(PgPool),
+    Postgres(PgStore),
+}
+
+/// PostgreSQL: two pools on one database.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    /// Everything but ledger batches. Custom plans every time: the ledger
+    /// grows from empty, and a generic plan of the claim query cached while
+    /// it was small (seq scans, hash joins) would stay in use once it holds
+    /// millions of rows.
+    pub pool: PgPool,
+    /// Ledger batches, on as many connections as there are writer tasks.
+    /// Generic plans: every statement here looks keys up in a unique index,
+    /// written so that the index is the plan whatever the table's size
+    /// (`batch.rs`), and planning the batch statement for each batch cost
+    /// more PostgreSQL CPU than running it.
+    ledger: PgPool,
 }
 
 /// SQLite: two pools on one file, and one write gate for both.
@@ -80,7 +100,10 @@ macro_rules! with_pool {
                 let $pool = &sqlite.pool;
                 $body
             }
-            $crate::store::Store::Postgres($pool) => $body,
+            $crate::store::Store::Postgres(pg) => {
+                let $pool = &pg.pool;
+                $body
+            }
         }
     };
 }
@@ -94,7 +117,10 @@ macro_rules! with_work_pool {
                 let $pool = &sqlite.work;
                 $body
             }
-            $crate::store::Store::Postgres($pool) => $body,
+            $crate::store::Store::Postgres(pg) => {
+                let $pool = &pg.pool;
+                $body
+            }
         }
     };
 }
@@ -168,11 +194,7 @@ impl Store {
     /// Connects without touching the schema.
     pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
         if is_postgres_url(database_url) {
-            // Custom plans every time: the ledger grows from empty, and a
-            // generic plan cached while it was small (seq scans, hash joins)
-            // would stay in use once it holds millions of rows.
-            let options = PgConnectOptions::from_str(database_url)?
-                .options([("plan_cache_mode", "force_custom_plan")]);
+            let options = PgConnectOptions::from_str(database_url)?;
             // No ping before each use: it is a round trip per ledger batch and
             // per claim. A connection that died meanwhile fails its one batch
             // (503, the provider retries) and is dropped from the pool. (Every
@@ -182,8 +204,17 @@ impl Store {
                 .max_connections(32)
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
-                .connect_lazy_with(options);
-            Ok(Store::Postgres(pool))
+                .connect_lazy_with(
+                    options
+                        .clone()
+                        .options([("plan_cache_mode", "force_custom_plan")]),
+                );
+            let ledger = PgPoolOptions::new()
+                .max_connections(POSTGRES_WRITERS as u32)
+                .test_before_acquire(false)
+                .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
+                .connect_lazy_with(options.options([("plan_cache_mode", "force_generic_plan")]));
+            Ok(Store::Postgres(PgStore { pool, ledger }))
         } else {
             // WAL for concurrent readers; synchronous=FULL so a commit that was
             // acknowledged survives a power loss, not only a process crash.
@@ -238,7 +269,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(sqlite) => SQLITE_MIGRATIONS.run(&sqlite.pool).await?,
-            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Store::Postgres(pg) => POSTGRES_MIGRATIONS.run(&pg.pool).await?,
         }
         Ok(())
     }
@@ -264,7 +295,10 @@ impl Store {
                 sqlite.pool.close().await;
                 sqlite.work.close().await;
             }
-            Store::Postgres(pool) => pool.close().await,
+            Store::Postgres(pg) => {
+                pg.ledger.close().await;
+                pg.pool.close().await;
+            }
         }
     }
 }

@@ -130,7 +130,8 @@ impl Store {
                     .fetch_all(&sqlite.work)
                     .await?
             }
-            Store::Postgres(pool) => {
+            Store::Postgres(pg) => {
+                let pool = &pg.pool;
                 // A claim lost with the server's crash leaves the event due,
                 // as if never claimed (and WAL order keeps it ahead of the
                 // synchronous commits after it): no WAL flush wait, as on

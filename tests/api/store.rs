@@ -377,8 +377,8 @@ async fn sql(store: &Store, statement: &str) -> i64 {
             .fetch_optional(&s.pool)
             .await
             .unwrap(),
-        Store::Postgres(pool) => sqlx::query_scalar::<_, i64>(statement)
-            .fetch_optional(pool)
+        Store::Postgres(pg) => sqlx::query_scalar::<_, i64>(statement)
+            .fetch_optional(&pg.pool)
             .await
             .unwrap(),
     };
@@ -454,4 +454,59 @@ async fn duplicate_copies_count_once_whether_or_not_they_are_folded_yet(backend:
     assert_eq!(sql(&store, waiting).await, 0);
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.total, stats.duplicates), (0, 0));
+}
+
+/// PostgreSQL: the batch statement reads the ledger in one snapshot. A key
+/// that another transaction inserts but has not yet committed makes the
+/// batch's insert wait; once it commits, the key is neither found in the
+/// snapshot nor inserted, and must still come out a duplicate of that row,
+/// never a second acceptance and never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_committed_by_another_writer_while_a_batch_waits_on_it_is_its_duplicate() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: a_key_committed_by_another_writer… on PostgreSQL (set {POSTGRES_ENV} to run it)");
+        return;
+    }
+    let (store, _db) = store(Backend::Postgres).await;
+    let Store::Postgres(pg) = &store else {
+        unreachable!("a PostgreSQL store")
+    };
+    let mut other = pg.pool.begin().await.unwrap();
+    let (raced,): (i64,) = sqlx::query_as(
+        "INSERT INTO events (source, dedup_key, strategy, status, event_time, payload, \
+             body_hash, received_at, next_attempt_at) \
+         VALUES ('s', 'id:raced', 'event_id', 'pending', 1, '{}', 'h', 1, 1) RETURNING id",
+    )
+    .fetch_one(&mut *other)
+    .await
+    .unwrap();
+    let batch = vec![
+        event("id:raced", Strategy::EventId, "h", 10),
+        event("id:fresh", Strategy::EventId, "h", 11),
+        event("id:raced", Strategy::EventId, "h2", 12),
+    ];
+    let recording = tokio::spawn({
+        let store = store.clone();
+        async move { store.record_batch(&batch).await }
+    });
+    let waiting_on_a_lock = "SELECT COUNT(*) FROM pg_stat_activity \
+        WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    wait_until("the batch waits on the uncommitted row", || async {
+        sql(&store, waiting_on_a_lock).await == 1
+    })
+    .await;
+    other.commit().await.unwrap();
+
+    let out = recording.await.unwrap().expect("the batch succeeds");
+    assert_eq!(duplicate_of(out[0]), raced);
+    let fresh = accepted(out[1]);
+    assert_eq!(duplicate_of(out[2]), raced);
+    assert_ne!(fresh, raced);
+    let row = store.event(raced).await.unwrap().unwrap().row;
+    assert_eq!(
+        (row.duplicates, row.last_duplicate_at, row.payload_differs),
+        (2, Some(12), true)
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.total, stats.duplicates), (2, 2));
 }
