@@ -14,6 +14,10 @@ use std::fmt;
 
 use serde::Deserialize;
 
+/// `server.batch_writers` at most; also the size of the PostgreSQL ledger
+/// pool, in which each writer task holds one connection at a time.
+pub const MAX_BATCH_WRITERS: usize = 32;
+
 /// Where the config file is, unless `HOOKLEDGER_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "./hookledger.toml";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -71,6 +75,9 @@ pub struct ServerConfig {
     pub batch_max_rows: usize,
     /// How long a batch waits for company after its first row (microseconds).
     pub batch_linger_us: u64,
+    /// PostgreSQL: ledger writer tasks, each committing its own batches on a
+    /// connection of its own. (SQLite has one writer thread.)
+    pub batch_writers: usize,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -85,6 +92,7 @@ impl fmt::Debug for ServerConfig {
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("batch_max_rows", &self.batch_max_rows)
             .field("batch_linger_us", &self.batch_linger_us)
+            .field("batch_writers", &self.batch_writers)
             .finish()
     }
 }
@@ -268,6 +276,7 @@ struct RawServer {
     shutdown_grace_secs: Option<u64>,
     batch_max_rows: Option<usize>,
     batch_linger_us: Option<u64>,
+    batch_writers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -450,6 +459,7 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         shutdown_grace_secs: s.shutdown_grace_secs.unwrap_or(30),
         batch_max_rows: s.batch_max_rows.unwrap_or(128),
         batch_linger_us: s.batch_linger_us.unwrap_or(0),
+        batch_writers: s.batch_writers.unwrap_or(1),
     };
     if !(server.database_url.starts_with("sqlite:")
         || server.database_url.starts_with("postgres://")
@@ -465,6 +475,11 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     if server.batch_max_rows == 0 {
         problems.push("server.batch_max_rows must be at least 1".into());
+    }
+    if !(1..=MAX_BATCH_WRITERS).contains(&server.batch_writers) {
+        problems.push(format!(
+            "server.batch_writers must be between 1 and {MAX_BATCH_WRITERS}"
+        ));
     }
 
     let p = raw.processing;
@@ -888,6 +903,7 @@ secret = "pre-${GH}-post"
         let text = r#"
 [server]
 max_body_bytes = 0
+batch_writers = 0
 [sources.a]
 preset = "paypal"
 secret = "k"
@@ -903,6 +919,7 @@ fetch.url = "https://x.example/{bad}"
         for expect in [
             "admin_token",
             "max_body_bytes",
+            "batch_writers",
             "paypal",
             "sources.b",
             "sometimes",

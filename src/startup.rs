@@ -71,7 +71,7 @@ impl Application {
                 max_rows: config.server.batch_max_rows,
                 linger: Duration::from_micros(config.server.batch_linger_us),
                 writers: if matches!(store, Store::Postgres(_)) {
-                    crate::store::POSTGRES_WRITERS
+                    config.server.batch_writers
                 } else {
                     1
                 },

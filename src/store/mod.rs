@@ -36,15 +36,13 @@ use sqlx::{PgPool, SqlitePool};
 pub use ledger::{NewEvent, RecordOutcome};
 use sqlite_ledger::SqliteLedger;
 
+use crate::config::MAX_BATCH_WRITERS;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a pooled connection before answering 503.
 const POOL_ACQUIRE_TIMEOUT_SECS: u64 = 5;
-/// Ledger writer tasks on PostgreSQL: enough to keep a few commits in
-/// flight while the next batch gathers. Each has a connection of its own in
-/// the ledger pool.
-pub const POSTGRES_WRITERS: usize = 4;
 /// How long SQLite waits on another writer's lock before reporting busy.
 const SQLITE_BUSY_TIMEOUT_SECS: u64 = 5;
 
@@ -63,7 +61,7 @@ pub struct PgStore {
     /// it was small (seq scans, hash joins) would stay in use once it holds
     /// millions of rows.
     pub pool: PgPool,
-    /// Ledger batches, on as many connections as there are writer tasks.
+    /// Ledger batches: each writer task holds one connection at a time.
     /// Generic plans: every statement here looks keys up in a unique index,
     /// written so that the index is the plan whatever the table's size
     /// (`batch.rs`), and planning the batch statement for each batch cost
@@ -210,7 +208,7 @@ impl Store {
                         .options([("plan_cache_mode", "force_custom_plan")]),
                 );
             let ledger = PgPoolOptions::new()
-                .max_connections(POSTGRES_WRITERS as u32)
+                .max_connections(MAX_BATCH_WRITERS as u32)
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options.options([("plan_cache_mode", "force_generic_plan")]));

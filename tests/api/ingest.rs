@@ -53,7 +53,16 @@ async fn first_delivery_is_accepted_and_a_redelivery_is_a_duplicate_of_it(backen
 }
 
 async fn two_hundred_identical_deliveries_at_once_yield_one_acceptance(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // Several ledger writers on PostgreSQL, so that copies race each other
+    // across batches as well as inside one (SQLite has one writer).
+    let app = spawn_app_with(
+        backend,
+        TestOptions {
+            server_toml: "batch_writers = 4".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     let body = serde_json::to_vec(&stripe_event(
         "evt_burst",
         "payment_intent.succeeded",
