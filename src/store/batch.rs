@@ -19,6 +19,11 @@
 //! key order, so two batches wait on each other's inserts of the same keys in
 //! one order.
 //!
+//! In a re-delivery storm (the previous batch was nearly all copies), a
+//! lighter statement goes first: it sends only keys and counts, looks the
+//! keys up and appends the copies; the full statement then runs for the
+//! keys it did not find, if any (a second commit, for those batches only).
+//!
 //! Only event-id and unique action+object keys take this path. Coalesce,
 //! payload-hash (two buckets to look in) and ignored deliveries, and any key
 //! that another writer inserted after the statement's snapshot (neither
@@ -105,20 +110,12 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// `$1…$11`: each group's first copy, the insert candidate. `$12…$14`: all
-/// copies of the group (counted when a row already holds the key).
-/// `$15…$17`: the copies after the first (counted when the first is
-/// inserted). One row per group, by `ord`: the holder's id and status, or
-/// the inserted id, or neither (a writer inserted the key after this
-/// statement's snapshot: the one-at-a-time path settles it).
-const POSTGRES_RECORD: &str = "\
-WITH u AS (
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[],
-        $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::text[])
-    WITH ORDINALITY AS u(source, dedup_key, strategy, provider_event_id, action, object_type,
-        object_id, event_time, payload, body_hash, received_at,
-        all_copies, all_last_at, all_hash, later_copies, later_last_at, later_hash, ord)
+/// The rows already holding the batch's keys (`u`), one index probe per
+/// key: `LATERAL … LIMIT 1` keeps it so in any plan, including a generic
+/// one made while the table was empty.
+macro_rules! held_cte {
+    () => {
+        "\
 ), held AS (
     SELECT u.ord, e.id, e.status, e.body_hash
     FROM u CROSS JOIN LATERAL (
@@ -126,6 +123,39 @@ WITH u AS (
         WHERE e.source = u.source AND e.dedup_key = u.dedup_key AND e.strategy <> 'coalesce'
         LIMIT 1
     ) AS e
+"
+    };
+}
+
+/// Appends the copies of keys found `held`.
+macro_rules! copies_of_held {
+    () => {
+        "\
+    INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs)
+    SELECT held.id, u.all_copies, u.all_last_at, u.all_hash IS DISTINCT FROM held.body_hash
+    FROM held JOIN u ON u.ord = held.ord
+"
+    };
+}
+
+/// `$1…$11`: each group's first copy, the insert candidate. `$12…$14`: all
+/// copies of the group (counted when a row already holds the key).
+/// `$15…$17`: the copies after the first (counted when the first is
+/// inserted). One row per group, by `ord`: the holder's id and status, or
+/// the inserted id, or neither (a writer inserted the key after this
+/// statement's snapshot: the one-at-a-time path settles it).
+const POSTGRES_RECORD: &str = concat!(
+    "\
+WITH u AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[],
+        $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::text[])
+    WITH ORDINALITY AS u(source, dedup_key, strategy, provider_event_id, action, object_type,
+        object_id, event_time, payload, body_hash, received_at,
+        all_copies, all_last_at, all_hash, later_copies, later_last_at, later_hash, ord)
+",
+    held_cte!(),
+    "\
 ), inserted AS (
     INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action,
         object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at)
@@ -139,42 +169,131 @@ WITH u AS (
     SELECT u.ord, inserted.id FROM inserted
     JOIN u ON u.source = inserted.source AND u.dedup_key = inserted.dedup_key
 ), copies AS (
-    INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs)
-    SELECT held.id, u.all_copies, u.all_last_at, u.all_hash IS DISTINCT FROM held.body_hash
-    FROM held JOIN u ON u.ord = held.ord
+",
+    copies_of_held!(),
+    "\
     UNION ALL
     SELECT accepted.id, u.later_copies, u.later_last_at, u.later_hash IS DISTINCT FROM u.body_hash
     FROM accepted JOIN u ON u.ord = accepted.ord
     WHERE u.later_copies > 0
 )
 SELECT u.ord, held.id, held.status, accepted.id
-FROM u LEFT JOIN held ON held.ord = u.ord LEFT JOIN accepted ON accepted.ord = u.ord";
+FROM u LEFT JOIN held ON held.ord = u.ord LEFT JOIN accepted ON accepted.ord = u.ord"
+);
+
+/// The lookup half of `POSTGRES_RECORD` alone: one row per group that a
+/// row already holds, by `ord`.
+const POSTGRES_RECORD_COPIES: &str = concat!(
+    "\
+WITH u AS (
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])
+    WITH ORDINALITY AS u(source, dedup_key, all_copies, all_last_at, all_hash, ord)
+",
+    held_cte!(),
+    "\
+), copies AS (
+",
+    copies_of_held!(),
+    "\
+)
+SELECT held.ord, held.id, held.status, NULL::bigint FROM held"
+);
 
 /// `(ord, holder id, holder status, inserted id)`
 type Decided = (i64, Option<i64>, Option<String>, Option<i64>);
 
-/// Records the batch's fast-path groups in one statement, committed when it
+/// Whether the next batch should look its keys up first: nine in ten of
+/// this batch's fast-path deliveries were copies of a row that already
+/// existed.
+pub(super) fn mostly_copies(batch: &Batch<'_>, outcomes: &[Option<RecordOutcome>]) -> bool {
+    let members = batch.groups.iter().flat_map(|g| g.members.iter());
+    let (mut copies, mut all) = (0, 0);
+    for &i in members {
+        all += 1;
+        if matches!(
+            outcomes[i],
+            Some(RecordOutcome::Duplicate { .. } | RecordOutcome::Ignored { .. })
+        ) {
+            copies += 1;
+        }
+    }
+    all > 0 && copies * 10 >= all * 9
+}
+
+/// Records the batch's fast-path groups, each statement committed when it
 /// returns (the connection is not in a transaction); settles their outcomes
-/// and returns what is left for the one-at-a-time path.
+/// and returns what is left for the one-at-a-time path. `copies_first`: run
+/// the lookup-only statement before the full one (`mostly_copies`).
 pub(super) async fn record_postgres(
     conn: &mut PgConnection,
     batch: &Batch<'_>,
     outcomes: &mut [Option<RecordOutcome>],
+    copies_first: bool,
 ) -> Result<Leftover, sqlx::Error> {
-    let mut leftover = batch.slow.clone();
-    if batch.groups.is_empty() {
-        return Ok(leftover);
+    let mut groups: Vec<usize> = (0..batch.groups.len()).collect();
+    if copies_first && !groups.is_empty() {
+        let decided = record_copies(conn, batch, &groups).await?;
+        settle(batch, &groups, decided, outcomes)?;
+        groups.retain(|&g| outcomes[batch.groups[g].members[0]].is_none());
     }
-    let firsts: Vec<&NewEvent> = batch.groups.iter().map(|g| batch.first(g)).collect();
-    let all: Vec<Copies> = batch
-        .groups
+    if !groups.is_empty() {
+        let decided = record_groups(conn, batch, &groups).await?;
+        settle(batch, &groups, decided, outcomes)?;
+    }
+    let mut leftover = batch.slow.clone();
+    for group in &batch.groups {
+        if outcomes[group.members[0]].is_none() {
+            // Inserted by another writer after the statement's snapshot.
+            leftover.extend_from_slice(&group.members);
+        }
+    }
+    Ok(leftover)
+}
+
+/// `POSTGRES_RECORD_COPIES` for the given groups.
+async fn record_copies(
+    conn: &mut PgConnection,
+    batch: &Batch<'_>,
+    groups: &[usize],
+) -> Result<Vec<Decided>, sqlx::Error> {
+    let members = |g: usize| &batch.groups[g].members[..];
+    let all: Vec<Copies> = groups.iter().map(|&g| batch.copies(members(g))).collect();
+    let first = |g: usize| batch.first(&batch.groups[g]);
+    sqlx::query_as(POSTGRES_RECORD_COPIES)
+        .bind(
+            groups
+                .iter()
+                .map(|&g| first(g).source.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            groups
+                .iter()
+                .map(|&g| first(g).dedup_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(all.iter().map(|c| c.count).collect::<Vec<i64>>())
+        .bind(all.iter().map(|c| c.latest_ms).collect::<Vec<i64>>())
+        .bind(all.iter().map(|c| c.shared_hash).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// `POSTGRES_RECORD` for the given groups.
+async fn record_groups(
+    conn: &mut PgConnection,
+    batch: &Batch<'_>,
+    groups: &[usize],
+) -> Result<Vec<Decided>, sqlx::Error> {
+    let members = |g: usize| &batch.groups[g].members[..];
+    let firsts: Vec<&NewEvent> = groups
         .iter()
-        .map(|g| batch.copies(&g.members))
+        .map(|&g| batch.first(&batch.groups[g]))
         .collect();
-    let later: Vec<Copies> = batch
-        .groups
+    let all: Vec<Copies> = groups.iter().map(|&g| batch.copies(members(g))).collect();
+    let later: Vec<Copies> = groups
         .iter()
-        .map(|g| batch.copies(&g.members[1..]))
+        .map(|&g| batch.copies(&members(g)[1..]))
         .collect();
     let text = |f: fn(&NewEvent) -> &str| firsts.iter().map(|e| f(e)).collect::<Vec<&str>>();
     let maybe = |f: fn(&NewEvent) -> Option<&str>| {
@@ -183,7 +302,7 @@ pub(super) async fn record_postgres(
     let number = |f: fn(&NewEvent) -> i64| firsts.iter().map(|e| f(e)).collect::<Vec<i64>>();
     let counted =
         |copies: &[Copies], f: fn(&Copies) -> i64| copies.iter().map(f).collect::<Vec<i64>>();
-    let decided: Vec<Decided> = sqlx::query_as(POSTGRES_RECORD)
+    sqlx::query_as(POSTGRES_RECORD)
         .bind(text(|e| &e.source))
         .bind(text(|e| &e.dedup_key))
         .bind(text(|e| e.strategy.as_str()))
@@ -202,11 +321,21 @@ pub(super) async fn record_postgres(
         .bind(counted(&later, |c| c.latest_ms))
         .bind(later.iter().map(|c| c.shared_hash).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
-        .await?;
+        .await
+}
+
+/// Sets the outcomes a statement decided; `ord` counts from 1 in `groups`.
+fn settle(
+    batch: &Batch<'_>,
+    groups: &[usize],
+    decided: Vec<Decided>,
+    outcomes: &mut [Option<RecordOutcome>],
+) -> Result<(), sqlx::Error> {
     for (ord, held_id, held_status, inserted_id) in decided {
         let Some(group) = usize::try_from(ord - 1)
             .ok()
-            .and_then(|g| batch.groups.get(g))
+            .and_then(|i| groups.get(i))
+            .map(|&g| &batch.groups[g])
         else {
             return Err(sqlx::Error::Protocol(format!(
                 "batch statement returned an unknown ordinal {ord}"
@@ -235,14 +364,9 @@ pub(super) async fn record_postgres(
                     });
                 }
             }
-            // Inserted by another writer after this statement's snapshot.
+            // Neither: inserted by another writer after the snapshot.
             (None, None) => {}
         }
     }
-    for group in &batch.groups {
-        if outcomes[group.members[0]].is_none() {
-            leftover.extend_from_slice(&group.members);
-        }
-    }
-    Ok(leftover)
+    Ok(())
 }

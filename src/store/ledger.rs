@@ -11,6 +11,8 @@
 //! delivery). SQLite's writer (`sqlite_ledger.rs`) makes the same decision
 //! with the same statements, one delivery at a time.
 
+use std::sync::atomic::Ordering;
+
 use sqlx::Connection;
 
 use super::batch::{self, Batch};
@@ -192,17 +194,21 @@ impl Store {
         &self,
         events: &[NewEvent],
     ) -> Result<Vec<RecordOutcome>, StoreError> {
-        let pool = match self {
+        let pg = match self {
             // One thread with its own connection records SQLite batches,
             // one delivery at a time (`sqlite_ledger.rs`).
             Store::Sqlite(sqlite) => return sqlite.ledger.record(events.to_vec()).await,
-            Store::Postgres(pg) => &pg.ledger,
+            Store::Postgres(pg) => pg,
         };
         let batch = Batch::new(events);
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; events.len()];
-        let mut conn = pool.acquire().await?;
+        let mut conn = pg.ledger.acquire().await?;
         // The multi-row fast path is one statement, committed on its own.
-        let mut left = batch::record_postgres(&mut conn, &batch, &mut outcomes).await?;
+        let copies_first = pg.copies_first.load(Ordering::Relaxed);
+        let mut left =
+            batch::record_postgres(&mut conn, &batch, &mut outcomes, copies_first).await?;
+        pg.copies_first
+            .store(batch::mostly_copies(&batch, &outcomes), Ordering::Relaxed);
         if !left.is_empty() {
             // What it leaves goes one at a time in one transaction, in key
             // order so that two batches take locks in one order.

@@ -24,6 +24,7 @@ pub mod queue;
 mod sqlite_ledger;
 
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,9 @@ pub struct PgStore {
     /// (`batch.rs`), and planning the batch statement for each batch cost
     /// more PostgreSQL CPU than running it.
     ledger: PgPool,
+    /// The last ledger batch was nearly all re-deliveries: look the next
+    /// one's keys up before inserting (`batch.rs`).
+    copies_first: Arc<AtomicBool>,
 }
 
 /// SQLite: two pools on one file, and one write gate for both.
@@ -212,7 +216,11 @@ impl Store {
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options.options([("plan_cache_mode", "force_generic_plan")]));
-            Ok(Store::Postgres(PgStore { pool, ledger }))
+            Ok(Store::Postgres(PgStore {
+                pool,
+                ledger,
+                copies_first: Arc::new(AtomicBool::new(false)),
+            }))
         } else {
             // WAL for concurrent readers; synchronous=FULL so a commit that was
             // acknowledged survives a power loss, not only a process crash.

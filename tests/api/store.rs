@@ -18,6 +18,7 @@ backend_tests!(
     prune_drops_only_finished_rows_older_than_the_cutoff,
     a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win,
     duplicate_copies_count_once_whether_or_not_they_are_folded_yet,
+    a_mixed_batch_after_a_storm_of_copies_is_settled_the_same,
 );
 
 async fn store(backend: Backend) -> (Store, TestDb) {
@@ -58,14 +59,9 @@ fn duplicate_of(o: RecordOutcome) -> i64 {
     }
 }
 
-async fn a_batch_settles_every_delivery_against_the_ledger_and_each_other(backend: Backend) {
-    let (store, _db) = store(backend).await;
-    let old = accepted(
-        store
-            .record(&event("id:old", Strategy::EventId, "h1", 1_000))
-            .await
-            .unwrap(),
-    );
+/// Records a new key twice (bodies differ), `id:old` twice and another new
+/// key, in one batch; checks each outcome and returns the new key's id.
+async fn record_the_mixed_batch(store: &Store, old: i64) -> i64 {
     let batch = vec![
         event("id:new", Strategy::EventId, "h1", 2_000),
         event("id:old", Strategy::EventId, "h1", 2_001),
@@ -84,6 +80,18 @@ async fn a_batch_settles_every_delivery_against_the_ledger_and_each_other(backen
     let other = accepted(out[3]);
     assert_eq!(duplicate_of(out[4]), old);
     assert!(new != other && new != old);
+    new
+}
+
+async fn a_batch_settles_every_delivery_against_the_ledger_and_each_other(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let old = accepted(
+        store
+            .record(&event("id:old", Strategy::EventId, "h1", 1_000))
+            .await
+            .unwrap(),
+    );
+    let new = record_the_mixed_batch(&store, old).await;
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.total, stats.duplicates), (3, 3));
     let old_row = store.event(old).await.unwrap().unwrap().row;
@@ -509,4 +517,48 @@ async fn a_key_committed_by_another_writer_while_a_batch_waits_on_it_is_its_dupl
     );
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.total, stats.duplicates), (2, 2));
+}
+
+/// After batches of nothing but re-deliveries both backends look keys up
+/// before inserting (PostgreSQL: a lighter statement first, then the full
+/// one for what it did not find). A mixed batch then must come out exactly
+/// as in `a_batch_settles_every_delivery_against_the_ledger_and_each_other`.
+async fn a_mixed_batch_after_a_storm_of_copies_is_settled_the_same(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let old = accepted(
+        store
+            .record(&event("id:old", Strategy::EventId, "h1", 1_000))
+            .await
+            .unwrap(),
+    );
+    for round in 0..3 {
+        let storm = vec![
+            event("id:old", Strategy::EventId, "h1", 1_100 + round),
+            event("id:old", Strategy::EventId, "h1", 1_200 + round),
+        ];
+        for outcome in store.record_batch(&storm).await.unwrap() {
+            assert_eq!(duplicate_of(outcome), old);
+        }
+    }
+    let new = record_the_mixed_batch(&store, old).await;
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.total, stats.duplicates), (3, 6 + 3));
+    let old_row = store.event(old).await.unwrap().unwrap().row;
+    assert_eq!(
+        (old_row.duplicates, old_row.last_duplicate_at),
+        (8, Some(2_004))
+    );
+    let new_row = store.event(new).await.unwrap().unwrap().row;
+    assert_eq!((new_row.duplicates, new_row.payload_differs), (1, true));
+    // And back: a batch of new keys only is inserted whichever way is tried.
+    let copy = event("id:old", Strategy::EventId, "h1", 2_100);
+    assert_eq!(duplicate_of(store.record(&copy).await.unwrap()), old);
+    let fresh = vec![
+        event("id:f1", Strategy::EventId, "h", 3_000),
+        event("id:f2", Strategy::EventId, "h", 3_001),
+    ];
+    for outcome in store.record_batch(&fresh).await.unwrap() {
+        accepted(outcome);
+    }
+    assert_eq!(store.stats().await.unwrap().total, 5);
 }
