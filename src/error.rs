@@ -105,7 +105,8 @@ impl ResponseError for ApiError {
         }
         if matches!(self, ApiError::PayloadTooLarge(_)) {
             // Whatever is left of the body is not read: the connection
-            // closes, so an endless body costs nothing after its 413.
+            // closes (a chunked body: see `routes::unread_body`), so an
+            // endless body costs nothing after its 413.
             response.force_close();
         }
         if matches!(self, ApiError::Unauthorized) {

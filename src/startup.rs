@@ -104,6 +104,9 @@ impl Application {
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    crate::routes::unread_body::close_after_unread_chunked_body,
+                ))
                 .app_data(app_state.clone())
                 .configure(crate::routes::configure)
         })

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod unread_body;
 pub mod webhooks;
 
 use actix_web::web;
