@@ -1,9 +1,13 @@
 //! Group commit for the ingest path. Webhook handlers hand their ledger write
-//! to a writer task and wait for its answer; the writer takes every write
-//! that is queued (up to `batch_max_rows`), records them in one transaction,
-//! and answers each request with its own outcome only after the commit. At
-//! low load a batch is a single row and waits for nothing (unless a linger
-//! is configured); under load, many requests share one commit and one fsync.
+//! to a writer and wait for its answer; the writer takes every write that is
+//! queued (up to `batch_max_rows`), records them in one transaction, and
+//! answers each request with its own outcome only after the commit. At low
+//! load a batch is a single row and waits for nothing (unless a linger is
+//! configured); under load, many requests share one commit and one fsync.
+//! On PostgreSQL the writers are tasks here (`batch_writers` of them,
+//! sharing one queue); on SQLite the ledger thread is the writer and
+//! gathers its own batches (`store::sqlite_ledger`), which saves a hop
+//! through another thread per batch.
 //!
 //! A failed transaction fails exactly the requests in it (each gets 503 and
 //! its provider retries); nothing is acknowledged that was not committed.
@@ -15,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
-use crate::store::{NewEvent, RecordOutcome, Store, StoreError};
+use crate::store::{GroupCommit, NewEvent, RecordOutcome, Store, StoreError};
 
 type Reply = oneshot::Sender<Result<RecordOutcome, String>>;
 
@@ -27,15 +31,23 @@ struct Job {
 /// The handle handlers use; cheap to clone.
 #[derive(Clone)]
 pub struct Ingestor {
-    jobs: mpsc::Sender<Job>,
+    route: Route,
+}
+
+#[derive(Clone)]
+enum Route {
+    /// PostgreSQL: to the writer tasks' queue.
+    Writers(mpsc::Sender<Job>),
+    /// SQLite: straight to the ledger thread.
+    Ledger(Store),
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatchSettings {
     pub max_rows: usize,
     pub linger: Duration,
-    /// Writer tasks; each commits its own batches (PostgreSQL takes several
-    /// at once, SQLite has one writer anyway).
+    /// Writer tasks on PostgreSQL; each commits its own batches. (SQLite's
+    /// one ledger thread is its writer.)
     pub writers: usize,
     /// Writes queued at most; beyond that `record` waits (handlers bound
     /// their own concurrency before they get here).
@@ -43,12 +55,23 @@ pub struct BatchSettings {
 }
 
 impl Ingestor {
-    /// Starts the writer tasks. They stop when every `Ingestor` clone is gone.
+    /// Starts the writer tasks (none on SQLite). They stop when every
+    /// `Ingestor` clone is gone.
     pub fn start(
         store: Store,
         settings: BatchSettings,
         metrics: Arc<Metrics>,
     ) -> (Ingestor, Vec<JoinHandle<()>>) {
+        let observer = metrics.clone();
+        let gathered_by_the_ledger = store.gather_sqlite_batches(GroupCommit {
+            max_rows: settings.max_rows,
+            linger: settings.linger,
+            observe: Box::new(move |rows, took| observer.observe_batch(rows, took.as_secs_f64())),
+        });
+        if gathered_by_the_ledger {
+            let route = Route::Ledger(store);
+            return (Ingestor { route }, Vec::new());
+        }
         let (jobs, queue) = mpsc::channel(settings.queue.max(1));
         let queue = Arc::new(Mutex::new(queue));
         let writers = (0..settings.writers.max(1))
@@ -61,14 +84,18 @@ impl Ingestor {
                 ))
             })
             .collect();
-        (Ingestor { jobs }, writers)
+        let route = Route::Writers(jobs);
+        (Ingestor { route }, writers)
     }
 
     /// Records one delivery; returns once its transaction has committed.
     pub async fn record(&self, event: NewEvent) -> Result<RecordOutcome, StoreError> {
+        let jobs = match &self.route {
+            Route::Writers(jobs) => jobs,
+            Route::Ledger(store) => return store.record_one(event).await,
+        };
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { event, reply })
+        jobs.send(Job { event, reply })
             .await
             .map_err(|_| StoreError::BatchFailed("the ledger writer has stopped".into()))?;
         match answer.await {

@@ -184,6 +184,16 @@ impl Store {
         Ok(outcomes[0])
     }
 
+    /// Records one delivery; on SQLite, in whatever batch the ledger thread
+    /// gathers it into (see `Store::gather_sqlite_batches`).
+    pub async fn record_one(&self, event: NewEvent) -> Result<RecordOutcome, StoreError> {
+        let outcomes = match self {
+            Store::Sqlite(sqlite) => sqlite.ledger.record(vec![event]).await?,
+            Store::Postgres(_) => self.record_batch(std::slice::from_ref(&event)).await?,
+        };
+        Ok(outcomes[0])
+    }
+
     /// Records deliveries (group commit); the outcomes are in input order and
     /// hold only once this returns `Ok` (every commit is done). An error
     /// means none of them may be acknowledged: on SQLite none was recorded;

@@ -35,6 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use ledger::{NewEvent, RecordOutcome};
+pub use sqlite_ledger::GroupCommit;
 use sqlite_ledger::SqliteLedger;
 
 use crate::config::MAX_BATCH_WRITERS;
@@ -261,6 +262,19 @@ impl Store {
         let store = Store::connect(database_url).await?;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// SQLite: the ledger thread gathers group-commit batches itself, from
+    /// single deliveries (`record_one`); returns false on PostgreSQL, whose
+    /// batches writer tasks gather (`ingest.rs`).
+    pub fn gather_sqlite_batches(&self, settings: GroupCommit) -> bool {
+        match self {
+            Store::Sqlite(sqlite) => {
+                sqlite.ledger.gather_batches(settings);
+                true
+            }
+            Store::Postgres(_) => false,
+        }
     }
 
     /// SQLite: held for the length of every write of this process (FIFO).

@@ -1,7 +1,11 @@
 //! SQLite's ledger writer: one thread that owns one connection to the
 //! database file and records whole group-commit batches on it, one delivery
 //! at a time with cached prepared statements, inside one `BEGIN IMMEDIATE`
-//! transaction per batch.
+//! transaction per batch. The thread gathers its batches itself: each
+//! request it takes is followed by every request already queued (up to
+//! `batch_max_rows` deliveries, after `batch_linger_us` if set), so webhook
+//! handlers hand it their delivery directly, and the batch after a commit
+//! starts without a hop through another thread.
 //!
 //! Why not through sqlx like every other statement: sqlx runs each SQLite
 //! connection on a worker thread of its own and hands every command (begin,
@@ -21,8 +25,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{oneshot, Mutex};
@@ -58,10 +62,23 @@ struct Request {
     reply: Reply,
 }
 
+/// How the thread gathers batches; set once by the ingest path
+/// (`Store::gather_sqlite_batches`). Until then: no linger, no row bound
+/// beyond `DEFAULT_MAX_ROWS`, nothing observed.
+pub struct GroupCommit {
+    pub max_rows: usize,
+    pub linger: Duration,
+    /// Called after each batch with its deliveries and the time it took.
+    pub observe: Box<dyn Fn(usize, Duration) + Send + Sync>,
+}
+
+const DEFAULT_MAX_ROWS: usize = 128;
+
 /// The handle; cheap to clone. The thread ends when the last clone is gone.
 #[derive(Clone)]
 pub struct SqliteLedger {
     requests: mpsc::Sender<Request>,
+    group: Arc<OnceLock<GroupCommit>>,
 }
 
 impl std::fmt::Debug for SqliteLedger {
@@ -75,28 +92,40 @@ impl SqliteLedger {
     /// not exist before the migrations ran) and again after a failed open.
     pub fn start(path: PathBuf, gate: Arc<Mutex<()>>) -> std::io::Result<SqliteLedger> {
         let (requests, incoming) = mpsc::channel::<Request>();
+        let group: Arc<OnceLock<GroupCommit>> = Arc::default();
+        let settings = group.clone();
         std::thread::Builder::new()
             .name("hookledger-ledger".into())
             .spawn(move || {
                 let mut conn: Option<Connection> = None;
                 let mut lookup_first = false;
-                while let Ok(request) = incoming.recv() {
-                    let events = &request.events;
+                while let Ok(first) = incoming.recv() {
+                    let requests = gather(first, &incoming, settings.get());
+                    let events: Vec<&NewEvent> =
+                        requests.iter().flat_map(|r| r.events.iter()).collect();
+                    let started = Instant::now();
                     let result = match &mut conn {
-                        Some(c) => record_batch(c, &gate, events, lookup_first),
+                        Some(c) => record_batch(c, &gate, &events, lookup_first),
                         None => match open(&path) {
-                            Ok(c) => record_batch(conn.insert(c), &gate, events, lookup_first),
+                            Ok(c) => record_batch(conn.insert(c), &gate, &events, lookup_first),
                             Err(e) => Err(e),
                         },
                     };
+                    if let Some(group) = settings.get() {
+                        (group.observe)(events.len(), started.elapsed());
+                    }
                     if let Ok(outcomes) = &result {
                         lookup_first = mostly_copies(outcomes);
                     }
-                    // The requester may have gone away; a committed batch stands.
-                    let _ = request.reply.send(result.map_err(StoreError::from));
+                    answer(requests, result);
                 }
             })?;
-        Ok(SqliteLedger { requests })
+        Ok(SqliteLedger { requests, group })
+    }
+
+    /// Sets how batches are gathered; the first call wins.
+    pub fn gather_batches(&self, settings: GroupCommit) {
+        let _ = self.group.set(settings);
     }
 
     /// Records the deliveries in one transaction; returns once it committed.
@@ -107,6 +136,66 @@ impl SqliteLedger {
             .send(Request { events, reply })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// `first`, then what is queued behind it, up to the row bound (a request is
+/// never split, so one larger than the bound is a batch of its own).
+fn gather(
+    first: Request,
+    incoming: &mpsc::Receiver<Request>,
+    settings: Option<&GroupCommit>,
+) -> Vec<Request> {
+    let max_rows = settings.map_or(DEFAULT_MAX_ROWS, |s| s.max_rows);
+    let mut rows = first.events.len();
+    let mut requests = vec![first];
+    let mut take = |request: Request, rows: &mut usize| {
+        *rows += request.events.len();
+        requests.push(request);
+    };
+    if let Some(linger) = settings.map(|s| s.linger).filter(|l| !l.is_zero()) {
+        let deadline = Instant::now() + linger;
+        while rows < max_rows {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match incoming.recv_timeout(left) {
+                Ok(request) => take(request, &mut rows),
+                Err(_) => break,
+            }
+        }
+    }
+    while rows < max_rows {
+        match incoming.try_recv() {
+            Ok(request) => take(request, &mut rows),
+            Err(_) => break,
+        }
+    }
+    requests
+}
+
+/// Hands each request its own outcomes, in order; or the failure to all.
+fn answer(requests: Vec<Request>, result: rusqlite::Result<Vec<RecordOutcome>>) {
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for request in requests {
+                let mine = outcomes.by_ref().take(request.events.len()).collect();
+                // The requester may have gone away; a committed batch stands.
+                let _ = request.reply.send(Ok(mine));
+            }
+        }
+        Err(e) if requests.len() == 1 => {
+            let request = requests.into_iter().next().expect("one request");
+            let _ = request.reply.send(Err(StoreError::from(e)));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = requests.len(), "ledger batch failed");
+            let message = e.to_string();
+            for request in requests {
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::BatchFailed(message.clone())));
+            }
+        }
     }
 }
 
@@ -146,7 +235,7 @@ fn mostly_copies(outcomes: &[RecordOutcome]) -> bool {
 fn record_batch(
     conn: &mut Connection,
     gate: &Mutex<()>,
-    events: &[NewEvent],
+    events: &[&NewEvent],
     lookup_first: bool,
 ) -> rusqlite::Result<Vec<RecordOutcome>> {
     let _gate = gate.blocking_lock();
@@ -154,7 +243,7 @@ fn record_batch(
     let mut copies: HashMap<i64, Copies> = HashMap::new();
     let outcomes = events
         .iter()
-        .map(|event| record_one(&tx, event, lookup_first, &mut copies))
+        .map(|&event| record_one(&tx, event, lookup_first, &mut copies))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     {
         let mut record = tx.prepare_cached(RECORD_COPIES)?;
@@ -314,6 +403,7 @@ mod tests {
         let mut conn = open(&path).unwrap();
         let mut outcomes = Vec::new();
         for batch in batches() {
+            let batch: Vec<&NewEvent> = batch.iter().collect();
             outcomes.extend(record_batch(&mut conn, &gate, &batch, lookup_first).unwrap());
         }
         let copies: Vec<CopyRow> = conn
@@ -349,6 +439,75 @@ mod tests {
             .collect();
         copies.sort();
         (outcomes, copies)
+    }
+
+    /// Requests queued while a batch is being recorded are gathered into the
+    /// next one, up to the row bound and never split; each gets its own
+    /// outcomes, in order, copies across requests included.
+    #[test]
+    fn queued_requests_share_the_next_batch_and_each_gets_its_own_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(super::super::Store::open(&format!(
+                "sqlite://{}",
+                path.display()
+            )))
+            .unwrap();
+        let gate = Arc::new(Mutex::new(()));
+        let ledger = SqliteLedger::start(path, gate.clone()).unwrap();
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        ledger.gather_batches(GroupCommit {
+            max_rows: 3,
+            linger: Duration::ZERO,
+            observe: Box::new(move |rows, _| seen.lock().unwrap().push(rows)),
+        });
+        let e = |key: &str| event(key, Strategy::EventId, "h", 1);
+        let requests = vec![
+            vec![e("id:a"), e("id:a"), e("id:b")],
+            vec![e("id:a")],
+            vec![e("id:c")],
+            vec![e("id:c")],
+            vec![e("id:b")],
+        ];
+        // The first batch waits on the write gate until all are queued.
+        let held = gate.blocking_lock();
+        let answers: Vec<_> = requests
+            .into_iter()
+            .map(|events| {
+                let (reply, answer) = oneshot::channel();
+                ledger.requests.send(Request { events, reply }).unwrap();
+                answer
+            })
+            .collect();
+        drop(held);
+        let outcomes: Vec<Vec<RecordOutcome>> = answers
+            .into_iter()
+            .map(|a| a.blocking_recv().unwrap().unwrap())
+            .collect();
+        assert_eq!(*batches.lock().unwrap(), vec![3, 3, 1]);
+        use RecordOutcome::*;
+        let dup = |id| Duplicate {
+            id,
+            previous_bucket: false,
+        };
+        let (a, b) = (outcomes[0][0].id(), outcomes[0][2].id());
+        let c = outcomes[2][0].id();
+        assert_eq!(
+            outcomes,
+            vec![
+                vec![Accepted { id: a }, dup(a), Accepted { id: b }],
+                vec![dup(a)],
+                vec![Accepted { id: c }],
+                vec![dup(c)],
+                vec![dup(b)],
+            ]
+        );
+        assert!(a != b && b != c && a != c);
     }
 
     #[test]
