@@ -102,13 +102,14 @@ impl Application {
             ));
         }
         let app_state = state.clone();
+        let source_names: Vec<String> = config.sources.keys().cloned().collect();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
                     crate::routes::unread_body::close_after_unread_chunked_body,
                 ))
                 .app_data(app_state.clone())
-                .configure(crate::routes::configure)
+                .configure(|cfg| crate::routes::configure(cfg, &source_names))
         })
         .listen(listener)?
         .shutdown_timeout(config.server.shutdown_grace_secs)

@@ -10,7 +10,6 @@ use std::time::Instant;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde_json::json;
 
 use crate::dedup::{self, KeyPlan, Strategy};
 use crate::error::ApiError;
@@ -19,29 +18,41 @@ use crate::sources::{self, BodyKind, Source};
 use crate::state::AppState;
 use crate::store::{NewEvent, RecordOutcome};
 
+/// `POST /webhooks/{source}`: any name, configured or not (404).
 pub async fn receive(
     state: web::Data<AppState>,
     path: web::Path<String>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    receive_for(state, &path, request, payload).await
+}
+
+/// `POST /webhooks/<name>` for a configured source: the same, on a static
+/// route (`routes::configure`).
+pub async fn receive_for(
+    state: web::Data<AppState>,
+    path: &str,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
     let started = Instant::now();
-    let source = state.sources.get(path.as_str()).cloned();
+    let source = state.sources.get(path).cloned();
     let label = source.as_ref().map_or(UNKNOWN_SOURCE_LABEL, |s| s.name());
-    let (response, outcome) =
-        match handle(&state, source.as_deref(), &path, &request, payload).await {
-            Ok((outcome, strategy)) => answer(outcome, strategy),
-            Err(e) => {
-                if let ApiError::Signature(reason) = &e {
-                    // Which check failed is useful; the header values are not logged.
-                    tracing::warn!(source = label, %reason, "webhook rejected");
-                }
-                (
-                    actix_web::ResponseError::error_response(&e),
-                    Outcome::rejected,
-                )
+    let (response, outcome) = match handle(&state, source.as_deref(), path, &request, payload).await
+    {
+        Ok((outcome, strategy)) => answer(outcome, strategy),
+        Err(e) => {
+            if let ApiError::Signature(reason) = &e {
+                // Which check failed is useful; the header values are not logged.
+                tracing::warn!(source = label, %reason, "webhook rejected");
             }
-        };
+            (
+                actix_web::ResponseError::error_response(&e),
+                Outcome::rejected,
+            )
+        }
+    };
     state.metrics.received(label, outcome);
     state
         .metrics
@@ -49,8 +60,22 @@ pub async fn receive(
     response
 }
 
+/// The answer's body; fields in the order `json!` would print them.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    dedup_key: &'a str,
+    id: i64,
+    status: &'a str,
+    strategy: &'a str,
+}
+
 fn answer((outcome, key): (RecordOutcome, String), strategy: Strategy) -> (HttpResponse, Outcome) {
-    let body = |status: &str, id: i64| json!({ "status": status, "id": id, "dedup_key": key, "strategy": strategy.as_str() });
+    let body = |status, id| Answer {
+        dedup_key: &key,
+        id,
+        status,
+        strategy: strategy.as_str(),
+    };
     match outcome {
         RecordOutcome::Accepted { id } => (
             HttpResponse::Accepted().json(body("accepted", id)),
