@@ -18,6 +18,10 @@ use serde::Deserialize;
 /// pool, in which each writer task holds one connection at a time.
 pub const MAX_BATCH_WRITERS: usize = 32;
 
+/// `server.batch_max_rows` when not set; also the bound of SQLite's ledger
+/// thread before the ingest path configures it.
+pub const DEFAULT_BATCH_MAX_ROWS: usize = 128;
+
 /// Where the config file is, unless `HOOKLEDGER_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "./hookledger.toml";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -457,7 +461,7 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         workers: s.workers.unwrap_or(8),
         max_in_flight: s.max_in_flight.unwrap_or(4096),
         shutdown_grace_secs: s.shutdown_grace_secs.unwrap_or(30),
-        batch_max_rows: s.batch_max_rows.unwrap_or(128),
+        batch_max_rows: s.batch_max_rows.unwrap_or(DEFAULT_BATCH_MAX_ROWS),
         batch_linger_us: s.batch_linger_us.unwrap_or(0),
         batch_writers: s.batch_writers.unwrap_or(1),
     };

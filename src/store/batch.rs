@@ -250,31 +250,46 @@ pub(super) async fn record_postgres(
     Ok(leftover)
 }
 
+/// The first copy of each given group (its insert candidate), and the
+/// copies counted when a row already holds the key: all of them.
+fn firsts_and_all<'a>(batch: &Batch<'a>, groups: &[usize]) -> (Vec<&'a NewEvent>, Vec<Copies<'a>>) {
+    groups
+        .iter()
+        .map(|&g| {
+            let group = &batch.groups[g];
+            (batch.first(group), batch.copies(&group.members))
+        })
+        .unzip()
+}
+
+/// Copies as three array parameters: count, latest arrival, shared hash.
+fn copy_columns<'a>(copies: &[Copies<'a>]) -> (Vec<i64>, Vec<i64>, Vec<Option<&'a str>>) {
+    (
+        copies.iter().map(|c| c.count).collect(),
+        copies.iter().map(|c| c.latest_ms).collect(),
+        copies.iter().map(|c| c.shared_hash).collect(),
+    )
+}
+
 /// `POSTGRES_RECORD_COPIES` for the given groups.
 async fn record_copies(
     conn: &mut PgConnection,
     batch: &Batch<'_>,
     groups: &[usize],
 ) -> Result<Vec<Decided>, sqlx::Error> {
-    let members = |g: usize| &batch.groups[g].members[..];
-    let all: Vec<Copies> = groups.iter().map(|&g| batch.copies(members(g))).collect();
-    let first = |g: usize| batch.first(&batch.groups[g]);
+    let (firsts, all) = firsts_and_all(batch, groups);
+    let (all_copies, all_last_at, all_hash) = copy_columns(&all);
     sqlx::query_as(POSTGRES_RECORD_COPIES)
+        .bind(firsts.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
         .bind(
-            groups
+            firsts
                 .iter()
-                .map(|&g| first(g).source.as_str())
+                .map(|e| e.dedup_key.as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind(
-            groups
-                .iter()
-                .map(|&g| first(g).dedup_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(all.iter().map(|c| c.count).collect::<Vec<i64>>())
-        .bind(all.iter().map(|c| c.latest_ms).collect::<Vec<i64>>())
-        .bind(all.iter().map(|c| c.shared_hash).collect::<Vec<_>>())
+        .bind(all_copies)
+        .bind(all_last_at)
+        .bind(all_hash)
         .fetch_all(&mut *conn)
         .await
 }
@@ -285,23 +300,18 @@ async fn record_groups(
     batch: &Batch<'_>,
     groups: &[usize],
 ) -> Result<Vec<Decided>, sqlx::Error> {
-    let members = |g: usize| &batch.groups[g].members[..];
-    let firsts: Vec<&NewEvent> = groups
-        .iter()
-        .map(|&g| batch.first(&batch.groups[g]))
-        .collect();
-    let all: Vec<Copies> = groups.iter().map(|&g| batch.copies(members(g))).collect();
+    let (firsts, all) = firsts_and_all(batch, groups);
     let later: Vec<Copies> = groups
         .iter()
-        .map(|&g| batch.copies(&members(g)[1..]))
+        .map(|&g| batch.copies(&batch.groups[g].members[1..]))
         .collect();
+    let (all_copies, all_last_at, all_hash) = copy_columns(&all);
+    let (later_copies, later_last_at, later_hash) = copy_columns(&later);
     let text = |f: fn(&NewEvent) -> &str| firsts.iter().map(|e| f(e)).collect::<Vec<&str>>();
     let maybe = |f: fn(&NewEvent) -> Option<&str>| {
         firsts.iter().map(|e| f(e)).collect::<Vec<Option<&str>>>()
     };
     let number = |f: fn(&NewEvent) -> i64| firsts.iter().map(|e| f(e)).collect::<Vec<i64>>();
-    let counted =
-        |copies: &[Copies], f: fn(&Copies) -> i64| copies.iter().map(f).collect::<Vec<i64>>();
     sqlx::query_as(POSTGRES_RECORD)
         .bind(text(|e| &e.source))
         .bind(text(|e| &e.dedup_key))
@@ -314,12 +324,12 @@ async fn record_groups(
         .bind(text(|e| &e.payload))
         .bind(text(|e| &e.body_hash))
         .bind(number(|e| e.received_at_ms))
-        .bind(counted(&all, |c| c.count))
-        .bind(counted(&all, |c| c.latest_ms))
-        .bind(all.iter().map(|c| c.shared_hash).collect::<Vec<_>>())
-        .bind(counted(&later, |c| c.count))
-        .bind(counted(&later, |c| c.latest_ms))
-        .bind(later.iter().map(|c| c.shared_hash).collect::<Vec<_>>())
+        .bind(all_copies)
+        .bind(all_last_at)
+        .bind(all_hash)
+        .bind(later_copies)
+        .bind(later_last_at)
+        .bind(later_hash)
         .fetch_all(&mut *conn)
         .await
 }

@@ -33,6 +33,7 @@ use tokio::sync::{oneshot, Mutex};
 
 use super::ledger::{NewEvent, RecordOutcome};
 use super::StoreError;
+use crate::config::DEFAULT_BATCH_MAX_ROWS;
 use crate::dedup::Strategy;
 
 const INSERT_EVENT: &str = "\
@@ -64,15 +65,13 @@ struct Request {
 
 /// How the thread gathers batches; set once by the ingest path
 /// (`Store::gather_sqlite_batches`). Until then: no linger, no row bound
-/// beyond `DEFAULT_MAX_ROWS`, nothing observed.
+/// beyond the configuration's default, nothing observed.
 pub struct GroupCommit {
     pub max_rows: usize,
     pub linger: Duration,
     /// Called after each batch with its deliveries and the time it took.
     pub observe: Box<dyn Fn(usize, Duration) + Send + Sync>,
 }
-
-const DEFAULT_MAX_ROWS: usize = 128;
 
 /// The handle; cheap to clone. The thread ends when the last clone is gone.
 #[derive(Clone)]
@@ -146,7 +145,7 @@ fn gather(
     incoming: &mpsc::Receiver<Request>,
     settings: Option<&GroupCommit>,
 ) -> Vec<Request> {
-    let max_rows = settings.map_or(DEFAULT_MAX_ROWS, |s| s.max_rows);
+    let max_rows = settings.map_or(DEFAULT_BATCH_MAX_ROWS, |s| s.max_rows);
     let mut rows = first.events.len();
     let mut requests = vec![first];
     let mut take = |request: Request, rows: &mut usize| {
