@@ -3,7 +3,7 @@
 //! fetch details when the source says so ([`fetch`], paced per source by
 //! [`rate`]), and finish each attempt with exactly one lease-guarded store
 //! call: `complete` (domain row + `done` in one transaction, shared with the
-//! other events finished around the same time: see [`Completer`]), `fail` (retry
+//! other events finished around the same time: see [`completer`]), `fail` (retry
 //! at a time from [`backoff`], or `dead`) or `release` (not attempted after
 //! all). A worker whose lease was taken over learns it from that call
 //! (`LeaseLost`) and leaves the event to its new owner. Nothing is held open
@@ -14,6 +14,7 @@
 //! manual clock. [`Worker::run`] is the background loop of `hookledger serve`.
 
 pub mod backoff;
+mod completer;
 pub mod fetch;
 pub mod rate;
 
@@ -22,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -33,6 +34,7 @@ use crate::sources::Source;
 use crate::store::queue::{ClaimedEvent, DomainWrite, QueueError};
 use crate::store::{Store, StoreError};
 
+use completer::Completer;
 use fetch::{FetchError, TemplateValues};
 use rate::RateLimits;
 
@@ -258,15 +260,19 @@ impl Worker {
                 .iter()
                 .map(|(i, write)| (&claimed[*i], write.as_ref()))
                 .collect();
-            let result = self.store.complete_batch(&batch, self.clock.now_ms()).await;
-            for (n, (i, _)) in to_complete.iter().enumerate() {
-                let done = match &result {
-                    Ok(done) => Ok(done[n]),
-                    Err(e) => Err(StoreError::BatchFailed(e.to_string())),
-                };
-                outcomes[*i] = Some(self.settle_completion(&claimed[*i], done));
+            match self.complete_processed(&batch).await {
+                Ok(done) => {
+                    for ((i, _), outcome) in to_complete.iter().zip(done) {
+                        outcomes[*i] = Some(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in &to_complete {
+                        outcomes[*i] = Some(Err(StoreError::BatchFailed(e.to_string())));
+                    }
+                    first_error = Some(e);
+                }
             }
-            first_error = result.err();
         }
         let mut finished = 0;
         for (event, outcome) in claimed.iter().zip(outcomes) {
@@ -364,21 +370,6 @@ impl Worker {
             None => None,
         };
         Ok(Step::Complete(data.map(|data| DomainWrite { data })))
-    }
-
-    /// Turns the answer of a batched completion (`true`: completed, `false`:
-    /// the lease was lost) into the event's outcome, counting it.
-    fn settle_completion(
-        &self,
-        event: &ClaimedEvent,
-        done: Result<bool, StoreError>,
-    ) -> Result<Outcome, StoreError> {
-        let result = match done {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(QueueError::LeaseLost(event.id)),
-            Err(e) => Err(QueueError::Store(e)),
-        };
-        self.settle(event, result, Outcome::Done)
     }
 
     /// Expands the URL, waits for the source's rate limit and fetches.
@@ -577,62 +568,6 @@ fn log_outcome(event: &ClaimedEvent, result: &Result<Outcome, StoreError>) {
         }
         Err(e) => tracing::error!(event_id = event.id, source = %event.source, error = %e,
             "could not record the outcome of an event; it will be retried when its lease expires"),
-    }
-}
-
-/// Group commit for completions in the background loop: processing tasks
-/// queue their finished event (and its domain write); one task takes
-/// whatever is queued (up to [`COMPLETE_BATCH_MAX`]), completes it with one
-/// [`Store::complete_batch`] transaction, then counts and logs each event's
-/// own result (done, or lease lost) and wakes the claiming loop. An event is
-/// therefore never done before its domain write is committed, and the next
-/// event of its object stays unclaimable until then. A failed transaction
-/// fails exactly the events in it; their leases expire and they are
-/// processed again.
-#[derive(Clone)]
-struct Completer {
-    jobs: mpsc::Sender<(ClaimedEvent, Option<DomainWrite>)>,
-    /// Notified after each committed batch.
-    committed: Arc<Notify>,
-}
-
-impl Completer {
-    /// Starts the completing task; it returns once every `Completer` clone
-    /// is gone and what they queued is committed.
-    fn start(worker: Worker, queue: usize) -> (Completer, JoinHandle<()>) {
-        let (jobs, mut queue) = mpsc::channel::<(ClaimedEvent, Option<DomainWrite>)>(queue.max(1));
-        let committed = Arc::new(Notify::new());
-        let notify = committed.clone();
-        let task = tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(COMPLETE_BATCH_MAX);
-            while let Some(job) = queue.recv().await {
-                batch.push(job);
-                while batch.len() < COMPLETE_BATCH_MAX {
-                    match queue.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                let refs: Vec<_> = batch.iter().map(|(e, w)| (e, w.as_ref())).collect();
-                let result = worker
-                    .store
-                    .complete_batch(&refs, worker.clock.now_ms())
-                    .await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, events = batch.len(), "completing a batch of events failed");
-                }
-                for (n, (event, _)) in batch.drain(..).enumerate() {
-                    let done = match &result {
-                        Ok(done) => Ok(done[n]),
-                        Err(e) => Err(StoreError::BatchFailed(e.to_string())),
-                    };
-                    let outcome = worker.settle_completion(&event, done);
-                    log_outcome(&event, &outcome);
-                }
-                notify.notify_one();
-            }
-        });
-        (Completer { jobs, committed }, task)
     }
 }
 
