@@ -6,15 +6,19 @@
 //! JSON array read with `json_each`; PostgreSQL: `UNNEST` of arrays), so the
 //! statement text never changes and stays prepared.
 //!
-//! Only events whose lease is still held (the `UPDATE` returned their id) get
-//! their domain write. Per-object order means a batch normally holds at most
-//! one event per object; should two name the same object anyway, only the
-//! newer by `(event_time, ledger id)` goes into the upsert (PostgreSQL refuses
-//! an `ON CONFLICT DO UPDATE` that touches one row twice), which is what the
-//! "newer wins" rule would have kept.
+//! A completion is keyed by its event *and* lease token: only one whose lease
+//! is still held (the `UPDATE` returned it) is done and gets its domain
+//! write. One event can appear twice in a batch — a worker that lost its
+//! lease and the new holder finishing at the same time — and then the stale
+//! one changes nothing and is answered `false`, whatever its place in the
+//! batch. Per-object order means a batch normally holds at most one event per
+//! object; should two name the same object anyway, only the newer by
+//! `(event_time, ledger id)` goes into the upsert (PostgreSQL refuses an `ON
+//! CONFLICT DO UPDATE` that touches one row twice), which is what the "newer
+//! wins" rule would have kept.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, SqliteConnection};
 
@@ -34,11 +38,42 @@ struct Upsert<'a> {
     event_time: i64,
 }
 
+/// The batch as rounds in which no event appears twice (round k holds the
+/// k-th completion of each event), as indexes into the batch; normally one
+/// round. Within a round the ids a `MARK_DONE` returns each name one
+/// `(id, lease token)` of the batch — SQLite's `RETURNING` cannot name the
+/// matching row of the `FROM` side, and the token itself is cleared by the
+/// update. At most one completion of an event can hold its lease, so the
+/// later rounds of an event find it done and match nothing.
+fn rounds(batch: &[Completion<'_>]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<i64, usize> = HashMap::with_capacity(batch.len());
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, (event, _)) in batch.iter().enumerate() {
+        let round = seen.entry(event.id).or_insert(0);
+        if *round == rounds.len() {
+            rounds.push(Vec::new());
+        }
+        rounds[*round].push(i);
+        *round += 1;
+    }
+    rounds
+}
+
+/// Marks as done the completions of `round` whose ids a `MARK_DONE` returned.
+fn mark_done(done: &mut [bool], batch: &[Completion<'_>], round: &[usize], returned: &[(i64,)]) {
+    let index: HashMap<i64, usize> = round.iter().map(|&i| (batch[i].0.id, i)).collect();
+    for (id,) in returned {
+        if let Some(&i) = index.get(id) {
+            done[i] = true;
+        }
+    }
+}
+
 /// The writes of the completed events, one per object (the newest), in
 /// object order so that concurrent batches lock domain rows in one order.
-fn upserts<'a>(batch: &[Completion<'a>], completed: &HashSet<i64>) -> Vec<Upsert<'a>> {
+fn upserts<'a>(batch: &[Completion<'a>], done: &[bool]) -> Vec<Upsert<'a>> {
     let mut by_object: BTreeMap<(&str, &str, &str), Upsert<'a>> = BTreeMap::new();
-    for &(event, write) in batch {
+    for (&(event, write), &done) in batch.iter().zip(done) {
         let (Some(write), Some(object_type), Some(object_id)) = (
             write,
             event.object_type.as_deref(),
@@ -46,7 +81,7 @@ fn upserts<'a>(batch: &[Completion<'a>], completed: &HashSet<i64>) -> Vec<Upsert
         ) else {
             continue;
         };
-        if !completed.contains(&event.id) {
+        if !done {
             continue;
         }
         let row = Upsert {
@@ -118,17 +153,20 @@ async fn complete_sqlite(
     conn: &mut SqliteConnection,
     batch: &[Completion<'_>],
     now_ms: i64,
-) -> Result<HashSet<i64>, sqlx::Error> {
-    let rows: Vec<serde_json::Value> = batch
-        .iter()
-        .map(|(e, _)| serde_json::json!([e.id, e.lease_token]))
-        .collect();
-    let done: Vec<(i64,)> = sqlx::query_as(SQLITE_MARK_DONE)
-        .bind(now_ms)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-    let done: HashSet<i64> = done.into_iter().map(|(id,)| id).collect();
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut done = vec![false; batch.len()];
+    for round in rounds(batch) {
+        let rows: Vec<serde_json::Value> = round
+            .iter()
+            .map(|&i| serde_json::json!([batch[i].0.id, batch[i].0.lease_token]))
+            .collect();
+        let returned: Vec<(i64,)> = sqlx::query_as(SQLITE_MARK_DONE)
+            .bind(now_ms)
+            .bind(serde_json::Value::Array(rows).to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        mark_done(&mut done, batch, &round, &returned);
+    }
     let writes = upserts(batch, &done);
     if !writes.is_empty() {
         let rows: Vec<serde_json::Value> = writes
@@ -157,19 +195,22 @@ async fn complete_postgres(
     conn: &mut PgConnection,
     batch: &[Completion<'_>],
     now_ms: i64,
-) -> Result<HashSet<i64>, sqlx::Error> {
-    let done: Vec<(i64,)> = sqlx::query_as(POSTGRES_MARK_DONE)
-        .bind(now_ms)
-        .bind(batch.iter().map(|(e, _)| e.id).collect::<Vec<i64>>())
-        .bind(
-            batch
-                .iter()
-                .map(|(e, _)| e.lease_token)
-                .collect::<Vec<i64>>(),
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-    let done: HashSet<i64> = done.into_iter().map(|(id,)| id).collect();
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut done = vec![false; batch.len()];
+    for round in rounds(batch) {
+        let returned: Vec<(i64,)> = sqlx::query_as(POSTGRES_MARK_DONE)
+            .bind(now_ms)
+            .bind(round.iter().map(|&i| batch[i].0.id).collect::<Vec<i64>>())
+            .bind(
+                round
+                    .iter()
+                    .map(|&i| batch[i].0.lease_token)
+                    .collect::<Vec<i64>>(),
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+        mark_done(&mut done, batch, &round, &returned);
+    }
     let writes = upserts(batch, &done);
     if !writes.is_empty() {
         sqlx::query(POSTGRES_UPSERT_DOMAIN)
@@ -188,11 +229,12 @@ async fn complete_postgres(
 
 impl Store {
     /// Marks claimed events `done` and upserts the domain rows of those that
-    /// name an object — all in one transaction. Each event is completed only
-    /// if its lease is still held; the answer says which were, in the order
-    /// given (`false`: the lease was lost, and its domain write was not
-    /// applied). An older event never overwrites a newer row: rows compare
-    /// by `(event_time, ledger id)`.
+    /// name an object — all in one transaction. Each completion takes effect
+    /// only if its claim (event and lease token) still holds the lease; the
+    /// answer says which did, in the order given (`false`: the lease was
+    /// lost, or the same claim came earlier in the batch, and its domain
+    /// write was not applied). An older event never overwrites a newer row:
+    /// rows compare by `(event_time, ledger id)`.
     pub async fn complete_batch(
         &self,
         batch: &[Completion<'_>],
@@ -224,6 +266,6 @@ impl Store {
                 done
             }
         };
-        Ok(batch.iter().map(|(e, _)| done.contains(&e.id)).collect())
+        Ok(done)
     }
 }

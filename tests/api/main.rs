@@ -9,6 +9,7 @@ mod admin;
 mod faults;
 mod hostile;
 mod ingest;
+mod leases;
 mod processes;
 mod processing;
 mod store;
