@@ -19,6 +19,7 @@ mod batch;
 pub mod complete;
 pub mod domain;
 pub mod duplicates;
+pub mod lease;
 pub mod ledger;
 pub mod queue;
 mod sqlite_ledger;

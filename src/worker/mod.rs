@@ -7,7 +7,9 @@
 //! at a time from [`backoff`], or `dead`) or `release` (not attempted after
 //! all). A worker whose lease was taken over learns it from that call
 //! (`LeaseLost`) and leaves the event to its new owner. Nothing is held open
-//! in the database while an HTTP call or a sleep is in progress.
+//! in the database while an HTTP call or a sleep is in progress; while an
+//! attempt waits for its rate limit or its upstream, the worker renews its
+//! lease ([`lease`]), so only a crashed or stalled worker loses its event.
 //!
 //! [`Worker::run_once`] and [`Worker::drain`] process what is due at the
 //! clock's current time and return — tests drive processing with them and a
@@ -16,6 +18,7 @@
 pub mod backoff;
 mod completer;
 pub mod fetch;
+pub mod lease;
 pub mod rate;
 
 use std::collections::HashMap;
@@ -399,15 +402,8 @@ impl Worker {
         };
         let now = self.clock.now_ms();
         let max_wait = MAX_TOKEN_WAIT_MS.min(self.lease_ms() / 4);
-        match self.shared.limits.acquire(&event.source, now, max_wait) {
-            Ok(ready_at) if ready_at > now => {
-                let wait = Duration::from_millis(u64::try_from(ready_at - now).unwrap_or(0));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => {}
-                }
-            }
-            Ok(_) => {}
+        let ready_at = match self.shared.limits.acquire(&event.source, now, max_wait) {
+            Ok(ready_at) => ready_at,
             Err(ready_at) => {
                 // `defer` makes the event due at the instant it is given
                 // without counting this attempt: here, when a token is free.
@@ -420,14 +416,39 @@ impl Worker {
                     .settle(event, result, Outcome::Deferred)
                     .map(Fetched::HandedBack);
             }
-        }
-        if cancel.is_cancelled() {
-            let result = self.store.release(event, self.clock.now_ms()).await;
-            return self
-                .settle(event, result, Outcome::Released)
-                .map(Fetched::HandedBack);
-        }
-        let result = fetch::fetch_json(client, config, &url, self.clock.now_ms()).await;
+        };
+        // Both waits, for the token and for the upstream, hold the lease
+        // (renewing it), however long `fetch.timeout_secs` lets the second be.
+        let waited = self
+            .holding_lease(event, async {
+                if ready_at > now {
+                    let wait = Duration::from_millis(u64::try_from(ready_at - now).unwrap_or(0));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+                if cancel.is_cancelled() {
+                    return None;
+                }
+                Some(fetch::fetch_json(client, config, &url, self.clock.now_ms()).await)
+            })
+            .await;
+        let result = match waited {
+            Some(Some(result)) => result,
+            Some(None) => {
+                let result = self.store.release(event, self.clock.now_ms()).await;
+                return self
+                    .settle(event, result, Outcome::Released)
+                    .map(Fetched::HandedBack);
+            }
+            None => {
+                let lost = Err(QueueError::LeaseLost(event.id));
+                return self
+                    .settle(event, lost, Outcome::LeaseLost)
+                    .map(Fetched::HandedBack);
+            }
+        };
         if let Err(FetchError::Transient {
             throttled: true,
             retry_after_ms: Some(until),

@@ -8,10 +8,20 @@
 //! the real binary (or an in-process worker) against an upstream that
 //! answers slowly, and wait on conditions with a deadline.
 
-use hookledger::store::queue::{ClaimedEvent, DomainWrite};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use hookledger::metrics::Metrics;
+use hookledger::sources::Source;
+use hookledger::store::queue::{ClaimedEvent, DomainWrite, QueueError};
 use hookledger::store::{NewEvent, RecordOutcome, Store};
-use hookledger::worker::Outcome;
+use hookledger::worker::{Outcome, Worker};
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -19,6 +29,9 @@ use crate::helpers::*;
 backend_tests!(
     a_stale_and_a_current_completion_of_one_event_in_one_batch_complete_only_the_current,
     a_lost_lease_completed_in_the_same_batch_as_the_new_holder_is_not_counted_done,
+    a_renewed_lease_outlasts_its_first_expiry_and_only_its_holder_can_renew_it,
+    a_fetch_slower_than_the_lease_is_kept_by_its_live_worker_and_fetched_once,
+    a_worker_whose_lease_is_taken_over_mid_fetch_stops_and_writes_nothing,
 );
 
 async fn store(backend: Backend) -> (Store, TestDb) {
@@ -186,4 +199,308 @@ async fn a_lost_lease_completed_in_the_same_batch_as_the_new_holder_is_not_count
         (row.data.as_str(), row.last_event_id),
         (r#"{"by":"holder"}"#, id)
     );
+}
+
+/// The renewal statement: lease-guarded like every change to a claimed
+/// event, it moves the expiry on (never back), and only the current holder
+/// of a `processing` event can renew it.
+async fn a_renewed_lease_outlasts_its_first_expiry_and_only_its_holder_can_renew_it(
+    backend: Backend,
+) {
+    let (store, _db) = store(backend).await;
+    let id = record(&store, "r", "or", 0).await;
+    let first = claim_one(&store, 0, 1_000).await;
+    store.renew_lease(&first, 2_000).await.unwrap();
+    assert!(
+        store.claim(1_999, 1_000, 1).await.unwrap().is_empty(),
+        "a renewed lease is not expired at its first expiry (1 000) nor before its new one"
+    );
+    store.renew_lease(&first, 1_500).await.unwrap();
+    assert!(
+        store.claim(1_999, 1_000, 1).await.unwrap().is_empty(),
+        "a renewal never shortens a lease"
+    );
+    // Past the renewed expiry the worker counts as stalled: taken over.
+    let second = claim_one(&store, 2_000, 1_000).await;
+    assert_eq!(second.id, id);
+    assert!(matches!(
+        store.renew_lease(&first, 9_000).await,
+        Err(QueueError::LeaseLost(lost)) if lost == id
+    ));
+    assert!(
+        store.claim(2_999, 1_000, 1).await.unwrap().is_empty(),
+        "a refused renewal changes nothing"
+    );
+    store.renew_lease(&second, 4_000).await.unwrap();
+    store.complete(&second, None, 3_500).await.unwrap();
+    assert!(
+        matches!(
+            store.renew_lease(&second, 9_000).await,
+            Err(QueueError::LeaseLost(_))
+        ),
+        "a finished event has no lease to renew"
+    );
+    assert_eq!(
+        store.event_status(id).await.unwrap().as_deref(),
+        Some("done")
+    );
+}
+
+/// How long the slow upstream takes to answer: well over the lease.
+const SLOW_FETCH: Duration = Duration::from_secs(5);
+
+/// What the slow upstream saw of one object's fetches.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Fetches {
+    started: usize,
+    in_flight: usize,
+    most_in_flight: usize,
+}
+
+/// An upstream whose every answer takes [`SLOW_FETCH`], counting per object
+/// the fetches started and how many were in flight at once. (wiremock
+/// delays its answers after the responder has returned, so it cannot tell
+/// when a fetch ends.)
+#[derive(Default)]
+struct SlowUpstream(Mutex<HashMap<String, Fetches>>);
+
+impl SlowUpstream {
+    fn seen(&self, object: &str) -> Fetches {
+        self.0
+            .lock()
+            .unwrap()
+            .get(object)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// Ends a fetch in the counts when its handler finishes or is dropped.
+struct InFlight(web::Data<SlowUpstream>, String);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(f) = (self.0).0.lock().unwrap().get_mut(&self.1) {
+            f.in_flight -= 1;
+        }
+    }
+}
+
+async fn answer_slowly(
+    object: web::Path<String>,
+    upstream: web::Data<SlowUpstream>,
+) -> HttpResponse {
+    let object = object.into_inner();
+    {
+        let mut all = upstream.0.lock().unwrap();
+        let f = all.entry(object.clone()).or_default();
+        f.started += 1;
+        f.in_flight += 1;
+        f.most_in_flight = f.most_in_flight.max(f.in_flight);
+    }
+    let _in_flight = InFlight(upstream, object.clone());
+    tokio::time::sleep(SLOW_FETCH).await;
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json!({ "id": object, "fetched": true }).to_string())
+}
+
+/// Starts the slow upstream on port 0: its base URL, its counts and the
+/// handle that stops it.
+fn start_slow_upstream() -> (
+    String,
+    web::Data<SlowUpstream>,
+    actix_web::dev::ServerHandle,
+) {
+    let upstream = web::Data::new(SlowUpstream::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let data = upstream.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/things/{id}", web::get().to(answer_slowly))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}"), upstream, handle)
+}
+
+/// Issue 11, item 5, with the real binary: two workers, `lease_secs = 2` and
+/// an upstream that takes 5 s. The worker fetching keeps renewing its lease,
+/// so the idle second worker never takes the event over: one fetch (never
+/// two in flight for the object), one attempt, one `done`.
+async fn a_fetch_slower_than_the_lease_is_kept_by_its_live_worker_and_fetched_once(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let (upstream_url, upstream, upstream_handle) = start_slow_upstream();
+    let text = test_config_text(&db.url, &upstream_url, &TestOptions::default())
+        .replace("workers = 4\n", "workers = 2\n")
+        .replace(
+            "lease_secs = 30\n",
+            "lease_secs = 2\npoll_interval_ms = 50\n",
+        )
+        + &format!(
+            r#"
+[sources.slow]
+preset = "generic"
+verify = "off"
+event_id = {{ header = "X-Request-Id" }}
+object_type = {{ value = "thing" }}
+object_id = {{ pointer = "/thing/id" }}
+fetch.url = "{upstream_url}/things/{{object_id}}"
+fetch.timeout_secs = 10
+"#
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hookledger.toml");
+    std::fs::write(&config_path, text).unwrap();
+    let process = Binary::start(&config_path, &[], None);
+    let client = reqwest::Client::new();
+    process.wait_ready(&client).await;
+
+    let answer = read(
+        client
+            .post(format!("{}/webhooks/slow", process.address))
+            .header("Content-Type", "application/json")
+            .header("X-Request-Id", "slow-1")
+            .body(json!({"thing": {"id": "t1"}}).to_string())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let id = answer.id();
+    let event = || async {
+        read(
+            client
+                .get(format!("{}/admin/events/{id}", process.address))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .body
+    };
+    // Done, or taken over by a second fetch: whichever comes first.
+    wait_until("the event is done or fetched a second time", || async {
+        upstream.seen("t1").started > 1 || event().await["status"] == "done"
+    })
+    .await;
+    let seen = upstream.seen("t1");
+    assert_eq!(seen.started, 1, "one fetch of the object: {seen:?}");
+    assert_eq!(
+        seen.most_in_flight, 1,
+        "never two fetches at once: {seen:?}"
+    );
+    let event = event().await;
+    assert_eq!(event["status"], "done", "{event}");
+    assert_eq!(event["attempts"], 1, "{event}");
+    let metrics = read(
+        client
+            .get(format!("{}/metrics", process.address))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .body;
+    assert_eq!(processed_metric(&metrics, "slow", "done"), "1");
+    drop(process);
+    upstream_handle.stop(false).await;
+}
+
+/// A worker like the app's, but with `lease_secs = 2` (so it renews about
+/// every 0.7 s of real time) and fetch timeouts of 30 s.
+fn short_lease_worker(app: &TestApp) -> Worker {
+    let text = test_config_text(&app.db.url, &app.upstream.uri(), &TestOptions::default())
+        .replace("lease_secs = 30\n", "lease_secs = 2\n")
+        .replace("fetch.timeout_secs = 2\n", "fetch.timeout_secs = 30\n");
+    let no_env: BTreeMap<String, String> = BTreeMap::new();
+    let config = hookledger::config::load_str(&text, &no_env).unwrap();
+    let sources = config
+        .sources
+        .iter()
+        .map(|(name, c)| (name.clone(), Arc::new(Source::new(c.clone()))))
+        .collect();
+    Worker::new(
+        app.store.clone(),
+        Arc::new(config),
+        Arc::new(sources),
+        Arc::new(app.clock.clone()),
+        Arc::new(Metrics::new()),
+    )
+}
+
+/// Issue 11, item 5, the other half: a worker whose lease is taken over
+/// while it fetches (it stalled, as far as the queue can tell) learns it at
+/// its next renewal and stops at once — it does not wait for the upstream
+/// (which answers in a minute; the fetch timeout is 30 s) — and writes
+/// nothing; the new holder still has the event.
+async fn a_worker_whose_lease_is_taken_over_mid_fetch_stops_and_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/events/evt_held"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "evt_held"}))
+                .set_delay(Duration::from_secs(60)),
+        )
+        .mount(&app.upstream)
+        .await;
+    let body = stripe_event(
+        "evt_held",
+        "invoice.paid",
+        app.now_secs(),
+        json!({"id": "in_held", "object": "invoice"}),
+    );
+    let answer = app.deliver("stripe_fetch", &[], &body).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let id = answer.id();
+    let worker = short_lease_worker(&app);
+    let claimed = claim_one(&app.store, app.clock.now_ms(), 2_000).await;
+    let fetching = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.process(&claimed, &CancellationToken::new()).await }
+    });
+    wait_until("the worker is fetching", || async {
+        app.upstream
+            .received_requests()
+            .await
+            .is_some_and(|r| r.len() == 1)
+    })
+    .await;
+    // Taken over at an instant past any renewal the worker can have made.
+    let holder = claim_one(&app.store, app.clock.now_ms() + 3_600_000, 2_000).await;
+    assert_eq!(holder.id, id);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), fetching)
+        .await
+        .expect("a worker whose lease was taken over stops fetching within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, Outcome::LeaseLost);
+    assert_eq!(app.upstream.received_requests().await.unwrap().len(), 1);
+    assert!(app
+        .store
+        .domain_object("stripe_fetch", "invoice", "in_held")
+        .await
+        .unwrap()
+        .is_none());
+    let event = admin_event(&app, id).await;
+    assert_eq!(
+        event["status"], "processing",
+        "the new holder has it: {event}"
+    );
+    app.store
+        .complete(&holder, None, app.clock.now_ms())
+        .await
+        .unwrap();
 }

@@ -1,0 +1,33 @@
+//! Renewing a lease: a live worker moves its claimed event's `lease_until`
+//! on while it fetches, so only a crashed or stalled worker's lease expires
+//! and makes the event claimable again (SPEC §4). The renewal is guarded
+//! like every change to a claimed event — `id`, `status = 'processing'` and
+//! the lease token in the `WHERE` clause — so it can never revive a lease
+//! that another worker has taken over or an event that is finished.
+
+use super::queue::{ClaimedEvent, QueueError};
+use super::{with_work_pool, Store};
+
+impl Store {
+    /// Extends the lease on `event` to `until_ms` (never shortening it), if
+    /// it is still this claim's; `LeaseLost` otherwise.
+    pub async fn renew_lease(&self, event: &ClaimedEvent, until_ms: i64) -> Result<(), QueueError> {
+        const RENEW: &str = "\
+            UPDATE events SET lease_until = CASE WHEN lease_until > $1 THEN lease_until ELSE $1 END \
+            WHERE id = $2 AND lease_token = $3 AND status = 'processing'";
+        let _gate = self.write_gate().await;
+        let renewed = with_work_pool!(self, pool => {
+            sqlx::query(RENEW)
+                .bind(until_ms)
+                .bind(event.id)
+                .bind(event.lease_token)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if renewed != 1 {
+            return Err(QueueError::LeaseLost(event.id));
+        }
+        Ok(())
+    }
+}
