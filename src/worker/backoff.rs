@@ -3,8 +3,9 @@
 //! `d`, with `d = min(backoff_max_secs, backoff_base_secs · 2^(n-1))`
 //! ("equal jitter": never less than half the exponential step, so retries
 //! spread out without collapsing to zero), and never less than what an
-//! upstream `Retry-After` asked for. Everything here is pure and works in
-//! Unix milliseconds; the caller supplies `now` and the random source.
+//! upstream `Retry-After` asked for — up to `max_retry_after_secs`, to which
+//! a later one is cut. Everything here is pure and works in Unix
+//! milliseconds; the caller supplies `now` and the random source.
 
 use rand::Rng;
 
@@ -36,6 +37,13 @@ pub fn retry_at_ms(now_ms: i64, delay_ms: u64, retry_after_ms: Option<i64>) -> i
     let delay = i64::try_from(delay_ms).unwrap_or(i64::MAX);
     let backoff = now_ms.saturating_add(delay);
     retry_after_ms.map_or(backoff, |at| backoff.max(at))
+}
+
+/// An upstream's `Retry-After` instant, cut to at most `max_secs` after
+/// `now_ms` (SPEC §4: `processing.max_retry_after_secs`).
+pub fn cap_retry_after_ms(retry_after_ms: i64, now_ms: i64, max_secs: u64) -> i64 {
+    let max_ms = i64::try_from(max_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    retry_after_ms.min(now_ms.saturating_add(max_ms))
 }
 
 /// A `Retry-After` header value (RFC 9110 §10.2.3) as a Unix-ms instant:
@@ -117,6 +125,15 @@ mod tests {
         assert_eq!(retry_at_ms(1_000, 500, Some(9_000)), 9_000);
         assert_eq!(retry_at_ms(1_000, 500, Some(1_200)), 1_500);
         assert_eq!(retry_at_ms(i64::MAX - 1, u64::MAX, None), i64::MAX);
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_is_cut_to_it_and_a_nearer_one_is_kept() {
+        let now = 1_000_000;
+        let far = parse_retry_after("99999999999", now).unwrap();
+        assert_eq!(cap_retry_after_ms(far, now, 3600), now + 3_600_000);
+        assert_eq!(cap_retry_after_ms(now + 5_000, now, 3600), now + 5_000);
+        assert_eq!(cap_retry_after_ms(i64::MAX, now, u64::MAX), i64::MAX);
     }
 
     #[test]

@@ -434,7 +434,7 @@ impl Worker {
                 Some(fetch::fetch_json(client, config, &url, self.clock.now_ms()).await)
             })
             .await;
-        let result = match waited {
+        let mut result = match waited {
             Some(Some(result)) => result,
             Some(None) => {
                 let result = self.store.release(event, self.clock.now_ms()).await;
@@ -449,6 +449,19 @@ impl Worker {
                     .map(Fetched::HandedBack);
             }
         };
+        // Cut once, here, so that neither the pause of the source nor the
+        // event's retry below can be put off further than the config allows.
+        if let Err(FetchError::Transient {
+            retry_after_ms: Some(until),
+            ..
+        }) = &mut result
+        {
+            *until = backoff::cap_retry_after_ms(
+                *until,
+                self.clock.now_ms(),
+                self.config.processing.max_retry_after_secs,
+            );
+        }
         if let Err(FetchError::Transient {
             throttled: true,
             retry_after_ms: Some(until),

@@ -12,4 +12,5 @@ mod ingest;
 mod leases;
 mod processes;
 mod processing;
+mod retries;
 mod store;
