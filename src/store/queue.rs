@@ -174,7 +174,8 @@ impl Store {
     }
 
     /// Records a failed attempt: `failed` until `retry_at_ms`, or `dead` when
-    /// `retry_at_ms` is `None`.
+    /// `retry_at_ms` is `None`. Either way the event has no `processed_at`:
+    /// that is when processing completed, and a dead event never did.
     pub async fn fail(
         &self,
         event: &ClaimedEvent,
@@ -184,11 +185,11 @@ impl Store {
     ) -> Result<(), QueueError> {
         const FAIL: &str = "\
             UPDATE events SET status = $1, next_attempt_at = $2, last_error = $3, \
-                processed_at = $4, lease_token = NULL, lease_until = NULL \
-            WHERE id = $5 AND lease_token = $6 AND status = 'processing'";
-        let (status, next, processed) = match retry_at_ms {
-            Some(at) => ("failed", at, None),
-            None => ("dead", now_ms, Some(now_ms)),
+                processed_at = NULL, lease_token = NULL, lease_until = NULL \
+            WHERE id = $4 AND lease_token = $5 AND status = 'processing'";
+        let (status, next) = match retry_at_ms {
+            Some(at) => ("failed", at),
+            None => ("dead", now_ms),
         };
         let _gate = self.write_gate().await;
         let done = with_work_pool!(self, pool => {
@@ -196,7 +197,6 @@ impl Store {
                 .bind(status)
                 .bind(next)
                 .bind(error)
-                .bind(processed)
                 .bind(event.id)
                 .bind(event.lease_token)
                 .execute(pool)

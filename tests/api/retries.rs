@@ -1,7 +1,8 @@
 //! How failed attempts end (SPEC §2, §4, §5), driven by hand with the
 //! manual clock: an upstream's `Retry-After` is honoured only up to
 //! `processing.max_retry_after_secs`, so no upstream can park an event (and
-//! every later event of its object) for years.
+//! every later event of its object) for years; and an event that never
+//! completed shows no `processed_at`.
 
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
@@ -10,7 +11,10 @@ use wiremock::{Mock, ResponseTemplate};
 use crate::backend_tests;
 use crate::helpers::*;
 
-backend_tests!(an_upstream_retry_after_beyond_max_retry_after_secs_is_cut_to_it,);
+backend_tests!(
+    an_upstream_retry_after_beyond_max_retry_after_secs_is_cut_to_it,
+    a_dead_event_shows_no_processed_at,
+);
 
 async fn event(app: &TestApp, id: i64) -> Value {
     let answer = app.admin_get(&format!("/admin/events/{id}")).await;
@@ -84,4 +88,35 @@ async fn an_upstream_retry_after_beyond_max_retry_after_secs_is_cut_to_it(backen
             "{e}"
         );
     }
+}
+
+/// Issue 11, item 9: `processed_at` is when processing completed; a `dead`
+/// event never completed, so it has none — in the event view and in the
+/// list — while a `done` one has its instant.
+async fn a_dead_event_shows_no_processed_at(backend: Backend) {
+    let app = spawn_app(backend).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/events/evt_gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&app.upstream)
+        .await;
+    let dead = deliver_invoice(&app, "stripe_fetch", "evt_gone", "in_gone").await;
+    let done = deliver_invoice(&app, "stripe", "evt_fine", "in_fine").await;
+    assert_eq!(app.drain().await, 2);
+
+    let shown = event(&app, dead).await;
+    assert_eq!(shown["status"], "dead", "{shown}");
+    assert_eq!(shown["processed_at"], Value::Null, "{shown}");
+    let listed = app.admin_get("/admin/events?status=dead").await.body;
+    assert_eq!(listed["items"][0]["id"], dead);
+    assert_eq!(listed["items"][0]["processed_at"], Value::Null, "{listed}");
+
+    let finished = event(&app, done).await;
+    assert_eq!(finished["status"], "done");
+    assert!(
+        finished["processed_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{finished}"
+    );
 }
