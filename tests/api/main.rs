@@ -9,6 +9,7 @@ mod admin;
 mod faults;
 mod hostile;
 mod ingest;
+mod ordering;
 mod processes;
 mod processing;
 mod store;
