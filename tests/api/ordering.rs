@@ -1,19 +1,24 @@
 //! Per-object order (SPEC §4): one event of an object at a time, in arrival
-//! order, whatever else happens — such as a replay of an older event while a
-//! newer one is in flight.
+//! order, whatever else happens — a replay of an older event while a newer
+//! one is in flight, a transaction that drew a smaller ledger id and commits
+//! late (PostgreSQL), several deliveries of one object in one group commit.
 //!
 //! The upstream here holds its answers until the test lets them go and
 //! counts the fetches in flight per object, so "two fetches of one object
 //! at once" is observed, not inferred from timings.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hookledger::dedup::Strategy;
-use hookledger::store::{NewEvent, Store};
+use hookledger::ingest::{BatchSettings, Ingestor};
+use hookledger::metrics::Metrics;
+use hookledger::store::{NewEvent, RecordOutcome, Store};
 use serde_json::json;
 
 use crate::backend_tests;
@@ -22,6 +27,8 @@ use crate::helpers::*;
 backend_tests!(
     a_replayed_older_event_waits_while_a_newer_event_of_its_object_is_fetching,
     a_replayed_event_waits_for_a_live_lease_but_not_for_an_expired_one,
+    deliveries_of_one_group_commit_get_ledger_ids_in_arrival_order,
+    concurrent_batches_of_every_kind_on_shared_objects_all_commit,
 );
 
 /// A source whose fetch URL names the object and the event.
@@ -291,4 +298,288 @@ fn new_event(key: &str, strategy: Strategy, object: &str, at: i64) -> NewEvent {
         body_hash: format!("hash of {key}"),
         received_at_ms: at,
     }
+}
+
+/// Polls a future once: for a delivery, that hands it to the ledger writer.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx))).await
+}
+
+/// Three deliveries of one object handed to the ledger writer in a known
+/// order, gathered into one batch by a linger that waits for all three:
+/// their ids follow that order (not their keys' order, nor which of them
+/// took the multi-row path), and at equal event times the last arrival's
+/// data is what the object's row ends with.
+async fn deliveries_of_one_group_commit_get_ledger_ids_in_arrival_order(backend: Backend) {
+    const ROWS: usize = 3;
+    let linger = Duration::from_secs(60);
+    let app = spawn_app_with(
+        backend,
+        TestOptions {
+            server_toml: format!(
+                "batch_max_rows = {ROWS}\nbatch_linger_us = {}",
+                linger.as_micros()
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    // SQLite: the app's settings are the ledger thread's (set first);
+    // PostgreSQL: this writer task gathers with the same ones.
+    let (ingestor, _writers) = Ingestor::start(
+        app.store.clone(),
+        BatchSettings {
+            max_rows: ROWS,
+            linger,
+            writers: 1,
+            queue: 16,
+        },
+        Arc::new(Metrics::new()),
+    );
+    let at = app.clock.now_ms();
+    let arrivals = [
+        new_event("id:zz-first", Strategy::EventId, "x", at),
+        new_event("co:changed:x", Strategy::Coalesce, "x", at),
+        new_event("id:aa-third", Strategy::EventId, "x", at),
+    ];
+    let mut handed = Vec::new();
+    for (n, event) in arrivals.iter().cloned().enumerate() {
+        let mut recording = Box::pin(ingestor.record(event));
+        let polled = poll_once(&mut recording).await;
+        if n + 1 < ROWS {
+            assert!(polled.is_pending(), "the batch waits for all {ROWS}");
+        }
+        handed.push(recording);
+    }
+    let mut ids = Vec::new();
+    for recording in handed {
+        match recording.await.unwrap() {
+            RecordOutcome::Accepted { id } => ids.push(id),
+            other => panic!("expected a new event, got {other:?}"),
+        }
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(
+        ids, sorted,
+        "ledger ids of zz-first, co:changed:x, aa-third (in arrival order)"
+    );
+
+    assert_eq!(app.drain().await, ROWS);
+    let row = app
+        .store
+        .domain_object("orders", "thing", "x")
+        .await
+        .unwrap()
+        .expect("the object's row");
+    assert_eq!(row.last_event_id, ids[2]);
+    let data: serde_json::Value = serde_json::from_str(&row.data).unwrap();
+    assert_eq!(data, json!({ "key": "id:aa-third" }));
+}
+
+/// Writers recording at once, each batch mixing the multi-row path with the
+/// one-at-a-time one (coalesce, payload hash) on the same few objects, and
+/// event ids shared across writers: every batch commits (object locks, row
+/// locks and payload-hash locks are taken in one order, so no writer waits
+/// on another in a circle), and each shared event id is accepted once.
+async fn concurrent_batches_of_every_kind_on_shared_objects_all_commit(backend: Backend) {
+    const WRITERS: usize = 6;
+    const ROUNDS: usize = 8;
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let objects = ["a", "b", "c"];
+    let writers = (0..WRITERS).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for round in 0..ROUNDS {
+                let object = |n: usize| objects[(w + round + n) % objects.len()];
+                let mut hashed = new_event(
+                    &format!("hash:h{}:1", round % 2),
+                    Strategy::PayloadHash,
+                    object(2),
+                    1,
+                );
+                hashed.previous_key = Some(format!("hash:h{}:0", round % 2));
+                let mut batch = vec![
+                    new_event(
+                        &format!("id:shared-{round}"),
+                        Strategy::EventId,
+                        object(0),
+                        1,
+                    ),
+                    new_event(
+                        &format!("co:changed:{}", object(1)),
+                        Strategy::Coalesce,
+                        object(1),
+                        1,
+                    ),
+                    hashed,
+                    new_event(
+                        &format!("id:own-{w}-{round}"),
+                        Strategy::EventId,
+                        object(3),
+                        1,
+                    ),
+                    new_event(
+                        &format!("id:shared-{round}"),
+                        Strategy::EventId,
+                        object(0),
+                        1,
+                    ),
+                ];
+                if w % 2 == 1 {
+                    batch.reverse();
+                }
+                let outcomes = store.record_batch(&batch).await.expect("the batch commits");
+                for (event, outcome) in batch.iter().zip(outcomes) {
+                    if let RecordOutcome::Accepted { .. } = outcome {
+                        accepted.push(event.dedup_key.clone());
+                    }
+                }
+            }
+            accepted
+        })
+    });
+    let mut accepted: HashMap<String, usize> = HashMap::new();
+    for writer in writers.collect::<Vec<_>>() {
+        for key in writer.await.unwrap() {
+            *accepted.entry(key).or_default() += 1;
+        }
+    }
+    for round in 0..ROUNDS {
+        assert_eq!(accepted.get(&format!("id:shared-{round}")), Some(&1));
+        for w in 0..WRITERS {
+            assert_eq!(accepted.get(&format!("id:own-{w}-{round}")), Some(&1));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL: a smaller id that commits late.
+
+/// Runs `statement` on the store's pool; its first column as a number.
+async fn count(store: &Store, statement: &str) -> i64 {
+    let Store::Postgres(pg) = store else {
+        unreachable!("PostgreSQL only")
+    };
+    sqlx::query_scalar(statement)
+        .fetch_one(&pg.pool)
+        .await
+        .unwrap()
+}
+
+const WAITING_ON_A_LOCK: &str = "SELECT COUNT(*) FROM pg_stat_activity \
+    WHERE datname = current_database() AND wait_event_type = 'Lock'";
+
+/// A writer records `stalled` (an event of object x first, in key order,
+/// then a key that another connection holds uncommitted, so the writer's
+/// transaction stays open with x's id drawn). Meanwhile a later delivery of
+/// x is recorded: it must wait until the stalled transaction has committed,
+/// so no claim can see x's later event while the earlier one is invisible,
+/// and its id comes after the earlier one's.
+async fn a_later_event_waits_for_an_earlier_uncommitted_one(
+    stalled: Vec<NewEvent>,
+    held: NewEvent,
+) {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let Store::Postgres(pg) = &store else {
+        unreachable!("a PostgreSQL store")
+    };
+    let mut other = pg.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (source, dedup_key, strategy, status, object_type, object_id, \
+             event_time, payload, body_hash, received_at, next_attempt_at) \
+         VALUES ($1, $2, $3, 'pending', $4, $5, 1, '{}', 'h', 1, 1)",
+    )
+    .bind(&held.source)
+    .bind(&held.dedup_key)
+    .bind(held.strategy.as_str())
+    .bind(&held.object_type)
+    .bind(&held.object_id)
+    .execute(&mut *other)
+    .await
+    .unwrap();
+
+    let earlier = tokio::spawn({
+        let store = store.clone();
+        async move { store.record_batch(&stalled).await }
+    });
+    wait_until("the first writer waits on the uncommitted key", || async {
+        count(&store, WAITING_ON_A_LOCK).await == 1
+    })
+    .await;
+    let later = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let later = new_event("id:later", Strategy::EventId, "x", 2);
+            store.record_batch(&[later]).await
+        }
+    });
+    wait_until("the later delivery is recorded or waits", || async {
+        later.is_finished() || count(&store, WAITING_ON_A_LOCK).await == 2
+    })
+    .await;
+    let claimed = store.claim(10, 1_000, 10).await.unwrap();
+    assert!(
+        claimed.is_empty(),
+        "claimed {:?} while x's earlier event was not yet committed",
+        claimed
+            .iter()
+            .map(|e| (e.id, &e.dedup_key))
+            .collect::<Vec<_>>()
+    );
+
+    other.commit().await.unwrap();
+    let earlier = earlier.await.unwrap().unwrap()[0].id();
+    let later = later.await.unwrap().unwrap()[0].id();
+    assert!(earlier < later, "ids {earlier} then {later}");
+    let claimed: Vec<_> = store
+        .claim(20, 1_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.object_id.as_deref() == Some("x"))
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(claimed, vec![earlier], "x's earliest event first, alone");
+}
+
+fn postgres_configured(test: &str) -> bool {
+    let configured = postgres_url().is_some();
+    if !configured {
+        eprintln!("skipped: {test} on PostgreSQL (set {POSTGRES_ENV} to run it)");
+    }
+    configured
+}
+
+/// The multi-row statement of a group commit draws x's id, then waits on
+/// another key of its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_event_waits_for_an_earlier_one_whose_batch_statement_is_stalled() {
+    if !postgres_configured("a_later_event_waits_for_an_earlier_one_whose_batch_statement…") {
+        return;
+    }
+    let stall = new_event("id:stall", Strategy::EventId, "w", 1);
+    let stalled = vec![
+        new_event("id:early", Strategy::EventId, "x", 1),
+        stall.clone(),
+    ];
+    a_later_event_waits_for_an_earlier_uncommitted_one(stalled, stall).await;
+}
+
+/// The one-at-a-time path (coalesce keys here) inserts x's event, then
+/// waits on another key in the same transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_event_waits_for_an_earlier_one_whose_transaction_is_stalled() {
+    if !postgres_configured("a_later_event_waits_for_an_earlier_one_whose_transaction…") {
+        return;
+    }
+    let stall = new_event("co:stall", Strategy::Coalesce, "w", 1);
+    let stalled = vec![
+        new_event("co:early", Strategy::Coalesce, "x", 1),
+        stall.clone(),
+    ];
+    a_later_event_waits_for_an_earlier_uncommitted_one(stalled, stall).await;
 }
