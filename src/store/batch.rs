@@ -17,7 +17,20 @@
 //! Copies of one key inside a batch are grouped first: the earliest is the
 //! insert candidate, the others are its duplicates. Groups are inserted in
 //! key order, so two batches wait on each other's inserts of the same keys in
-//! one order.
+//! one order; their ledger ids are drawn in arrival order, since ids are
+//! what per-object order and "equal event times fall back to arrival order"
+//! go by (SPEC §4).
+//!
+//! Per-object order also needs a visible id to imply that every smaller id
+//! of its object has committed or rolled back (a claim must not overtake an
+//! earlier event still in an open transaction). So every transaction that
+//! inserts an event of an object first takes a transaction-scoped advisory
+//! lock on the object (`lock_objects!`), before it draws ids: a second
+//! transaction with an event of that object waits for the first one's
+//! commit before it draws a larger id. Locks are taken in one statement
+//! (the batch statement itself, or `POSTGRES_LOCK_AND_DRAW`), sorted by
+//! their key, and before any row lock of the transaction, so lockers never
+//! wait on each other in a circle. Events without an object take none.
 //!
 //! In a re-delivery storm (the previous batch was nearly all copies), a
 //! lighter statement goes first: it sends only keys and counts, looks the
@@ -44,6 +57,9 @@ struct Group {
 /// What the fast path could not settle: indexes for the one-at-a-time path.
 pub(super) type Leftover = Vec<usize>;
 
+/// Ledger ids drawn ahead of the inserts, by index in the batch.
+pub(super) type Drawn = Vec<Option<i64>>;
+
 pub(super) struct Batch<'a> {
     events: &'a [NewEvent],
     /// In key order.
@@ -61,6 +77,7 @@ struct Copies<'a> {
 }
 
 impl<'a> Batch<'a> {
+    /// `events` in arrival order.
     pub(super) fn new(events: &'a [NewEvent]) -> Batch<'a> {
         let mut by_key: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
         let mut slow = Vec::new();
@@ -92,6 +109,11 @@ impl<'a> Batch<'a> {
         &self.events[group.members[0]]
     }
 
+    /// Whether some deliveries must go one at a time.
+    pub(super) fn has_slow(&self) -> bool {
+        !self.slow.is_empty()
+    }
+
     fn copies(&self, members: &[usize]) -> Copies<'a> {
         let hash = |i: usize| self.events[i].body_hash.as_str();
         let shared_hash = members
@@ -108,6 +130,79 @@ impl<'a> Batch<'a> {
             shared_hash,
         }
     }
+}
+
+/// Takes the advisory lock of every object named in `$names` (a `FROM`
+/// item `names` with a text column `name`, `NULL` for no object), sorted by key,
+/// as the one row of `taken`. All lockers sort the same keys the same way:
+/// the two-key form keeps them apart from every one-key advisory lock, and
+/// a hash collision of two objects only makes them wait on each other.
+macro_rules! lock_objects {
+    ($names:expr) => {
+        concat!(
+            "\
+    SELECT count(*) AS taken FROM (
+        SELECT pg_advisory_xact_lock(1751936866, sorted.key) FROM (
+            SELECT DISTINCT hashtext(names.name) AS key FROM ",
+            $names,
+            "
+            WHERE names.name IS NOT NULL ORDER BY key
+        ) AS sorted
+    ) AS locks
+"
+        )
+    };
+}
+
+/// The ledger's id sequence (`events.id` is an identity column). Ids are
+/// drawn explicitly, so that they can follow arrival order while the rows
+/// are inserted in key order.
+macro_rules! next_id {
+    () => {
+        "nextval('events_id_seq')"
+    };
+}
+
+/// `$1`: lock names (`lock_name`), `$2`: how many ids to draw. Locks the
+/// objects, then draws the ids (the one-time filter on `taken` runs before
+/// any row is made).
+const POSTGRES_LOCK_AND_DRAW: &str = concat!(
+    "WITH locked AS (\n",
+    lock_objects!("UNNEST($1::text[]) AS names(name)"),
+    ")\nSELECT ",
+    next_id!(),
+    " AS id FROM generate_series(1, $2::bigint) \
+     WHERE (SELECT taken FROM locked) IS NOT NULL"
+);
+
+/// What an event's object lock is named by (`None`: no object, no lock).
+fn lock_name(event: &NewEvent) -> Option<String> {
+    let (kind, id) = (event.object_type.as_ref()?, event.object_id.as_ref()?);
+    Some(format!("{}\u{1f}{kind}\u{1f}{id}", event.source))
+}
+
+/// Locks the objects of `members` (indexes into `events`) and draws one id
+/// for each, in arrival (index) order, in the transaction `conn` is in:
+/// the locks and the ids last until it ends.
+pub(super) async fn lock_and_draw(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    members: &[usize],
+) -> Result<Drawn, sqlx::Error> {
+    let names: Vec<Option<String>> = members.iter().map(|&i| lock_name(&events[i])).collect();
+    let mut ids: Vec<i64> = sqlx::query_scalar(POSTGRES_LOCK_AND_DRAW)
+        .bind(names)
+        .bind(members.len() as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+    ids.sort_unstable();
+    let mut arrivals = members.to_vec();
+    arrivals.sort_unstable();
+    let mut drawn: Drawn = vec![None; events.len()];
+    for (i, id) in arrivals.into_iter().zip(ids) {
+        drawn[i] = Some(id);
+    }
+    Ok(drawn)
 }
 
 /// The rows already holding the batch's keys (`u`), one index probe per
@@ -141,28 +236,52 @@ macro_rules! copies_of_held {
 /// `$1…$11`: each group's first copy, the insert candidate. `$12…$14`: all
 /// copies of the group (counted when a row already holds the key).
 /// `$15…$17`: the copies after the first (counted when the first is
-/// inserted). One row per group, by `ord`: the holder's id and status, or
-/// the inserted id, or neither (a writer inserted the key after this
-/// statement's snapshot: the one-at-a-time path settles it).
+/// inserted). `$18`: the first copy's place in the batch (arrival order),
+/// `$19`: its object's lock name, `$20`: its ledger id if one was drawn
+/// already (`lock_and_draw`, and then the locks are held). The groups come
+/// in key order, and are inserted in it; their ids are drawn in arrival
+/// order, after the locks of the objects of every key no row holds yet.
+/// One row per group, by `ord`: the holder's id and status, or the inserted
+/// id, or neither (a writer inserted the key after this statement's
+/// snapshot: the one-at-a-time path settles it).
 const POSTGRES_RECORD: &str = concat!(
     "\
 WITH u AS (
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::text[], $8::bigint[], $9::text[], $10::text[], $11::bigint[],
-        $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::text[])
+        $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], $16::bigint[], $17::text[],
+        $18::bigint[], $19::text[], $20::bigint[])
     WITH ORDINALITY AS u(source, dedup_key, strategy, provider_event_id, action, object_type,
         object_id, event_time, payload, body_hash, received_at,
-        all_copies, all_last_at, all_hash, later_copies, later_last_at, later_hash, ord)
+        all_copies, all_last_at, all_hash, later_copies, later_last_at, later_hash,
+        arrival, lock_name, given_id, ord)
 ",
     held_cte!(),
     "\
+), fresh AS (
+    SELECT u.ord, u.arrival, u.lock_name AS name, u.given_id FROM u
+    WHERE NOT EXISTS (SELECT 1 FROM held WHERE held.ord = u.ord)
+), locked AS (
+",
+    lock_objects!("fresh AS names"),
+    "\
+), drawn AS (
+    SELECT waiting.ord, COALESCE(waiting.given_id, ",
+    next_id!(),
+    ") AS id
+    FROM (
+        SELECT fresh.ord, fresh.given_id FROM fresh
+        WHERE (SELECT taken FROM locked) IS NOT NULL
+        ORDER BY fresh.arrival
+    ) AS waiting
 ), inserted AS (
-    INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action,
+    INSERT INTO events (id, source, dedup_key, strategy, status, provider_event_id, action,
         object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at)
-    SELECT u.source, u.dedup_key, u.strategy, 'pending', u.provider_event_id, u.action,
-        u.object_type, u.object_id, u.event_time, u.payload, u.body_hash, u.received_at,
-        u.received_at
-    FROM u WHERE NOT EXISTS (SELECT 1 FROM held WHERE held.ord = u.ord)
+    OVERRIDING SYSTEM VALUE
+    SELECT drawn.id, u.source, u.dedup_key, u.strategy, 'pending', u.provider_event_id,
+        u.action, u.object_type, u.object_id, u.event_time, u.payload, u.body_hash,
+        u.received_at, u.received_at
+    FROM u JOIN drawn ON drawn.ord = u.ord
     ORDER BY u.ord
     ON CONFLICT DO NOTHING RETURNING id, source, dedup_key
 ), accepted AS (
@@ -220,15 +339,19 @@ pub(super) fn mostly_copies(batch: &Batch<'_>, outcomes: &[Option<RecordOutcome>
     all > 0 && copies * 10 >= all * 9
 }
 
-/// Records the batch's fast-path groups, each statement committed when it
-/// returns (the connection is not in a transaction); settles their outcomes
-/// and returns what is left for the one-at-a-time path. `copies_first`: run
-/// the lookup-only statement before the full one (`mostly_copies`).
+/// Records the batch's fast-path groups; settles their outcomes and returns
+/// what is left for the one-at-a-time path. `copies_first`: run the
+/// lookup-only statement before the full one (`mostly_copies`). `drawn`:
+/// `None` when the connection is not in a transaction (each statement
+/// commits when it returns, and draws its own ids under its own locks);
+/// else the ids `lock_and_draw` drew, in the transaction that holds the
+/// locks.
 pub(super) async fn record_postgres(
     conn: &mut PgConnection,
     batch: &Batch<'_>,
     outcomes: &mut [Option<RecordOutcome>],
     copies_first: bool,
+    drawn: Option<&Drawn>,
 ) -> Result<Leftover, sqlx::Error> {
     let mut groups: Vec<usize> = (0..batch.groups.len()).collect();
     if copies_first && !groups.is_empty() {
@@ -237,7 +360,7 @@ pub(super) async fn record_postgres(
         groups.retain(|&g| outcomes[batch.groups[g].members[0]].is_none());
     }
     if !groups.is_empty() {
-        let decided = record_groups(conn, batch, &groups).await?;
+        let decided = record_groups(conn, batch, &groups, drawn).await?;
         settle(batch, &groups, decided, outcomes)?;
     }
     let mut leftover = batch.slow.clone();
@@ -299,8 +422,15 @@ async fn record_groups(
     conn: &mut PgConnection,
     batch: &Batch<'_>,
     groups: &[usize],
+    drawn: Option<&Drawn>,
 ) -> Result<Vec<Decided>, sqlx::Error> {
     let (firsts, all) = firsts_and_all(batch, groups);
+    let arrivals: Vec<usize> = groups.iter().map(|&g| batch.groups[g].members[0]).collect();
+    // Ids drawn already mean the locks are held already.
+    let (lock_names, given_ids): (Vec<Option<String>>, Vec<Option<i64>>) = match drawn {
+        Some(drawn) => arrivals.iter().map(|&i| (None, drawn[i])).unzip(),
+        None => firsts.iter().map(|e| (lock_name(e), None)).unzip(),
+    };
     let later: Vec<Copies> = groups
         .iter()
         .map(|&g| batch.copies(&batch.groups[g].members[1..]))
@@ -330,6 +460,9 @@ async fn record_groups(
         .bind(later_copies)
         .bind(later_last_at)
         .bind(later_hash)
+        .bind(arrivals.iter().map(|&i| i as i64).collect::<Vec<i64>>())
+        .bind(lock_names)
+        .bind(given_ids)
         .fetch_all(&mut *conn)
         .await
 }

@@ -10,12 +10,21 @@
 //! path of `batch.rs`, then one guarded `UPDATE … RETURNING` per leftover
 //! delivery). SQLite's writer (`sqlite_ledger.rs`) makes the same decision
 //! with the same statements, one delivery at a time.
+//!
+//! On PostgreSQL, ledger ids follow arrival order within a batch, and a
+//! transaction holds its objects' locks from before it draws ids until it
+//! commits (see `batch.rs`). A batch the fast path settles whole is one
+//! statement. A batch with deliveries that must go one at a time (coalesce,
+//! payload-hash, ignored) is one transaction instead, whose first statement
+//! locks every object of the batch and draws every delivery's id, in
+//! arrival order, so the fast path's ids and the others' interleave as the
+//! deliveries arrived.
 
 use std::sync::atomic::Ordering;
 
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 
-use super::batch::{self, Batch};
+use super::batch::{self, Batch, Drawn};
 use super::{Store, StoreError};
 use crate::dedup::Strategy;
 
@@ -71,10 +80,12 @@ impl RecordOutcome {
     }
 }
 
+/// `$13`: the id `batch::lock_and_draw` drew for this delivery.
 const INSERT_EVENT: &str = "\
-INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action, \
+INSERT INTO events (id, source, dedup_key, strategy, status, provider_event_id, action, \
     object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+OVERRIDING SYSTEM VALUE \
+VALUES ($13, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
 ON CONFLICT DO NOTHING RETURNING id";
 
 /// Counts a duplicate on the row holding `dedup_key`. The strategy condition
@@ -103,11 +114,12 @@ const PG_LOCK_HASH: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)
 /// is wrong.
 const MAX_RECORD_ROUNDS: usize = 4;
 
-/// The per-delivery statements, expanded once per backend (the transaction
-/// types differ). Evaluates to a `RecordOutcome` or returns the error.
+/// The per-delivery statements. Evaluates to a `RecordOutcome` or returns
+/// the error. `$id`: the ledger id to insert it with, if it is new.
 macro_rules! record_in_tx {
-    ($conn:expr, $ev:expr) => {{
+    ($conn:expr, $ev:expr, $id:expr) => {{
         let ev: &NewEvent = $ev;
+        let id: i64 = $id;
         let mut found: Option<RecordOutcome> = None;
         if let Some(previous) = &ev.previous_key {
             let lock_name = format!("{}\u{1f}{}", ev.source, hash_part(&ev.dedup_key));
@@ -138,6 +150,7 @@ macro_rules! record_in_tx {
                 .bind(&ev.payload)
                 .bind(&ev.body_hash)
                 .bind(ev.received_at_ms)
+                .bind(id)
                 .fetch_optional($conn)
                 .await?;
             found = match inserted {
@@ -213,30 +226,61 @@ impl Store {
         let batch = Batch::new(events);
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; events.len()];
         let mut conn = pg.ledger.acquire().await?;
-        // The multi-row fast path is one statement, committed on its own.
         let copies_first = pg.copies_first.load(Ordering::Relaxed);
-        let mut left =
-            batch::record_postgres(&mut conn, &batch, &mut outcomes, copies_first).await?;
+        if batch.has_slow() {
+            // One transaction, every id drawn first (in arrival order,
+            // under every object lock of the batch).
+            let mut tx = conn.begin().await?;
+            let everyone: Vec<usize> = (0..events.len()).collect();
+            let drawn = batch::lock_and_draw(&mut tx, events, &everyone).await?;
+            let left =
+                batch::record_postgres(&mut tx, &batch, &mut outcomes, copies_first, Some(&drawn))
+                    .await?;
+            record_each(&mut tx, events, left, &drawn, &mut outcomes).await?;
+            tx.commit().await?;
+        } else {
+            // The multi-row fast path is one statement, committed on its own.
+            let left = batch::record_postgres(&mut conn, &batch, &mut outcomes, copies_first, None)
+                .await?;
+            if !left.is_empty() {
+                let mut tx = conn.begin().await?;
+                let drawn = batch::lock_and_draw(&mut tx, events, &left).await?;
+                record_each(&mut tx, events, left, &drawn, &mut outcomes).await?;
+                tx.commit().await?;
+            }
+        }
         pg.copies_first
             .store(batch::mostly_copies(&batch, &outcomes), Ordering::Relaxed);
-        if !left.is_empty() {
-            // What it leaves goes one at a time in one transaction, in key
-            // order so that two batches take locks in one order.
-            left.sort_by(|&a, &b| {
-                (&events[a].source, &events[a].dedup_key)
-                    .cmp(&(&events[b].source, &events[b].dedup_key))
-            });
-            let mut tx = conn.begin().await?;
-            for i in left {
-                outcomes[i] = Some(record_in_tx!(&mut *tx, &events[i]));
-            }
-            tx.commit().await?;
-        }
         Ok(outcomes
             .into_iter()
             .map(|o| o.expect("every delivery of the batch is settled"))
             .collect())
     }
+}
+
+/// Records `left` one at a time, in the transaction `conn` is in, with the
+/// ids `drawn` for them. In key order, so that two transactions take row
+/// and payload-hash locks in one order (their object locks are all taken).
+async fn record_each(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+    mut left: Vec<usize>,
+    drawn: &Drawn,
+    outcomes: &mut [Option<RecordOutcome>],
+) -> Result<(), StoreError> {
+    // Stable: copies of one key stay in arrival order.
+    left.sort_by(|&a, &b| {
+        (&events[a].source, &events[a].dedup_key).cmp(&(&events[b].source, &events[b].dedup_key))
+    });
+    for i in left {
+        let id = drawn[i].ok_or_else(|| {
+            StoreError::Database(sqlx::Error::Protocol(format!(
+                "no ledger id was drawn for delivery {i} of the batch"
+            )))
+        })?;
+        outcomes[i] = Some(record_in_tx!(&mut *conn, &events[i], id));
+    }
+    Ok(())
 }
 
 /// `hash:<hex>:<bucket>` → `hash:<hex>`: the part shared across buckets.

@@ -7,8 +7,12 @@
 //!
 //! Per-object order: an event is claimable only when no earlier event of the
 //! same `(source, object_type, object_id)` is still unfinished (`pending`,
-//! `processing` or `failed`), so one object's events run one at a time, in
-//! arrival (ledger id) order, across every worker of every process.
+//! `processing` or `failed`) and no other event of it holds a live lease, so
+//! one object's events run one at a time, in arrival (ledger id) order,
+//! across every worker of every process. The second half is for replays: a
+//! replayed older event is the earliest unfinished one again while a newer
+//! one may be in flight. (On PostgreSQL, a visible id implies that every
+//! smaller id of its object has committed or rolled back: see `batch.rs`.)
 
 use sqlx::FromRow;
 
@@ -53,12 +57,22 @@ impl From<sqlx::Error> for QueueError {
     }
 }
 
-/// No earlier unfinished event of the same object: per-object arrival order.
-const NO_EARLIER_OPEN: &str = "\
-(e.object_id IS NULL OR NOT EXISTS ( \
+/// No earlier unfinished event of the same object (per-object arrival
+/// order), and no other event of it in flight: a replayed older event waits
+/// for the newer one being processed. A lease that ran out (`$3` is now)
+/// is not in flight: its worker is gone, and when its event is the later
+/// one, the earlier runs first (were it in flight, neither could be
+/// claimed). Two `NOT EXISTS`, so each is an index probe
+/// (`events_object_open` by id, `events_object_in_flight`).
+const OBJECT_FREE: &str = "\
+(e.object_id IS NULL OR (NOT EXISTS ( \
     SELECT 1 FROM events o \
     WHERE o.source = e.source AND o.object_type = e.object_type AND o.object_id = e.object_id \
-      AND o.status IN ('pending', 'processing', 'failed') AND o.id < e.id))";
+      AND o.status IN ('pending', 'processing', 'failed') AND o.id < e.id) \
+  AND NOT EXISTS ( \
+    SELECT 1 FROM events o \
+    WHERE o.source = e.source AND o.object_type = e.object_type AND o.object_id = e.object_id \
+      AND o.status = 'processing' AND o.lease_until > $3 AND o.id <> e.id)))";
 
 /// The ids a claim may take, oldest first: due pending/failed events
 /// (walked in id order on `events_due`) and expired leases (on
@@ -67,11 +81,11 @@ const NO_EARLIER_OPEN: &str = "\
 fn claimable_ids() -> String {
     format!(
         "SELECT id FROM (SELECT e.id FROM events e \
-           WHERE e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3 AND {NO_EARLIER_OPEN} \
+           WHERE e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3 AND {OBJECT_FREE} \
            ORDER BY e.id LIMIT $4) AS due \
          UNION ALL \
          SELECT id FROM (SELECT e.id FROM events e \
-           WHERE e.status = 'processing' AND e.lease_until <= $3 AND {NO_EARLIER_OPEN} \
+           WHERE e.status = 'processing' AND e.lease_until <= $3 AND {OBJECT_FREE} \
            ORDER BY e.id LIMIT $4) AS expired"
     )
 }
@@ -110,7 +124,7 @@ impl Store {
             // a row that changed under us is re-checked against the WHERE.
             Store::Postgres(_) => format!(
                 "WITH picked AS (SELECT e.id FROM events e \
-                   WHERE e.id IN ({ids}) AND {CLAIMABLE} AND {NO_EARLIER_OPEN} \
+                   WHERE e.id IN ({ids}) AND {CLAIMABLE} AND {OBJECT_FREE} \
                    ORDER BY e.id LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  UPDATE events SET status = 'processing', lease_token = $1, lease_until = $2, \
                    attempts = events.attempts + 1 \

@@ -22,6 +22,14 @@
 //! copy is counted against it in `duplicate_deliveries` (one row per event
 //! and batch, see `duplicates.rs`). Payload-hash keys look in the previous
 //! time bucket first; coalesce keys count only against their `pending` row.
+//!
+//! Per-object order needs nothing more here (PostgreSQL's writers take
+//! object locks, `batch.rs`): deliveries are inserted one by one in the
+//! order they were handed over, each drawing its id as it is inserted, so
+//! ids follow arrival order within a batch; and every write transaction, of
+//! this process or another, holds the database's one write lock from
+//! `BEGIN IMMEDIATE` to its commit, so no transaction that drew a smaller id
+//! can commit after one that drew a larger id.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod ingest;
 mod leases;
+mod ordering;
 mod processes;
 mod processing;
 mod retries;
