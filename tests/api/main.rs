@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod bodies;
 mod faults;
 mod hostile;
 mod ingest;
