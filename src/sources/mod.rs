@@ -55,6 +55,21 @@ impl Headers for actix_web::http::header::HeaderMap {
     }
 }
 
+/// A header's value as RFC 9110 defines a field value: without leading and
+/// trailing spaces and tabs, and with nothing else removed. It is the one
+/// way this module reads a header, for signatures and for ids alike, so that
+/// a signature covers exactly the bytes a dedup key is made of (SPEC §3):
+/// `str::trim` would also drop U+00A0 or U+3000 from a signed `webhook-id`
+/// that the key then kept.
+fn field_value<'h>(headers: &'h dyn Headers, name: &str) -> Option<&'h str> {
+    headers.get(name).map(trim_ows)
+}
+
+/// HTTP's optional whitespace (spaces and tabs) off both ends.
+fn trim_ows(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
+}
+
 /// The first pair whose name matches, ignoring ASCII case.
 fn find_pair<'a, K, V>(pairs: &'a [(K, V)], name: &str) -> Option<&'a str>
 where

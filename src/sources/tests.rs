@@ -457,6 +457,43 @@ fn standard_sign_keeps_a_given_webhook_id() {
     assert_eq!(s.verify(&sent, b"{}", 1), Ok(()));
 }
 
+/// Issue 11 item 6: the `webhook-id` the MAC covers is the one the key is
+/// made of. Unicode whitespace added to a signed id breaks the signature;
+/// HTTP's optional whitespace (spaces, tabs) is no part of a field value
+/// and is dropped by both.
+#[test]
+fn a_standard_webhook_id_is_signed_and_keyed_as_the_same_bytes() {
+    let source = Source::new(config(Preset::Standard, Some("whsec_dGVzdA==")));
+    let body = br#"{"type":"invoice.paid","data":{"id":"inv_1"}}"#;
+    let now = 1_700_000_000;
+    let signed = source.sign(&headers(&[("webhook-id", "msg_1")]), body, now);
+    let with_id = |id: &str| -> Vec<(String, String)> {
+        signed
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "webhook-id" => (k.clone(), id.to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect()
+    };
+    assert_eq!(source.verify(&with_id("msg_1"), body, now), Ok(()));
+    for space in ['\u{A0}', '\u{2003}', '\u{3000}', '\u{FEFF}', '\n', '\r'] {
+        for id in [format!("msg_1{space}"), format!("{space}msg_1")] {
+            assert_eq!(
+                source.verify(&with_id(&id), body, now),
+                Err(SignatureError::Invalid),
+                "{id:?}"
+            );
+        }
+    }
+    for id in [" msg_1", "msg_1\t", " \tmsg_1  "] {
+        let changed = with_id(id);
+        assert_eq!(source.verify(&changed, body, now), Ok(()), "{id:?}");
+        let delivery = source.parse(BodyKind::Json, &changed, body).unwrap();
+        assert_eq!(delivery.event_id.as_deref(), Some("msg_1"), "{id:?}");
+    }
+}
+
 #[test]
 fn verify_off_passes_everything_and_signs_nothing() {
     let s = Source::new(config(Preset::Generic, None));
