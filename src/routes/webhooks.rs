@@ -152,7 +152,7 @@ async fn handle(
         action: delivery.action,
         object_type: delivery.object_type,
         object_id: delivery.object_id,
-        event_time_ms: delivery.event_time_ms.unwrap_or(received_at_ms),
+        event_time_ms: source.event_time_ms(delivery.event_time_ms, received_at_ms),
         // A JSON body is stored as received (it parsed, so it is valid JSON
         // and UTF-8); a form body as its flat JSON object.
         payload: match kind {

@@ -494,6 +494,37 @@ fn a_standard_webhook_id_is_signed_and_keyed_as_the_same_bytes() {
     }
 }
 
+/// Issue 11 item 8 (SPEC §2): an event time more than `tolerance_secs`
+/// after arrival is the arrival time; earlier ones, however old, stand.
+#[test]
+fn an_event_time_beyond_the_tolerance_after_arrival_is_the_arrival_time() {
+    let arrival = 1_700_000_000_000;
+    let shopify = source(Preset::Shopify);
+    for (given, expect) in [
+        (None, arrival),
+        (Some(arrival), arrival),
+        (Some(arrival + 300_000), arrival + 300_000),
+        (Some(arrival + 300_001), arrival),
+        (Some(253_370_764_800_000), arrival),
+        (Some(i64::MAX), arrival),
+        (Some(arrival - 86_400_000), arrival - 86_400_000),
+        (Some(i64::MIN), i64::MIN),
+    ] {
+        assert_eq!(shopify.event_time_ms(given, arrival), expect, "{given:?}");
+    }
+    let mut relaxed = config(Preset::Generic, None);
+    relaxed.tolerance_secs = 3600;
+    let relaxed = Source::new(relaxed);
+    assert_eq!(
+        relaxed.event_time_ms(Some(arrival + 1_800_000), arrival),
+        arrival + 1_800_000
+    );
+    assert_eq!(
+        relaxed.event_time_ms(Some(arrival + 3_600_001), arrival),
+        arrival
+    );
+}
+
 #[test]
 fn verify_off_passes_everything_and_signs_nothing() {
     let s = Source::new(config(Preset::Generic, None));
