@@ -27,6 +27,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "./hookledger.toml";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hookledger.db";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 15;
+/// `server.body_timeout_secs` at most: a day is already no bound worth having.
+pub const MAX_BODY_TIMEOUT_SECS: u64 = 86_400;
 pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
 pub const DEFAULT_HASH_WINDOW_SECS: u64 = 300;
 pub const DEFAULT_FETCH_TIMEOUT_SECS: u64 = 10;
@@ -69,6 +72,9 @@ pub struct ServerConfig {
     pub database_url: String,
     pub admin_token: Secret,
     pub max_body_bytes: usize,
+    /// A webhook body not received within this many seconds of its headers
+    /// is answered 408 and its connection closed.
+    pub body_timeout_secs: u64,
     /// Concurrent processing tasks per process; 0 = ingest only.
     pub workers: usize,
     /// Webhook requests in flight at once before new ones get 429 `overloaded`.
@@ -91,6 +97,7 @@ impl fmt::Debug for ServerConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("admin_token", &self.admin_token)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout_secs", &self.body_timeout_secs)
             .field("workers", &self.workers)
             .field("max_in_flight", &self.max_in_flight)
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
@@ -279,6 +286,7 @@ struct RawServer {
     database_url: Option<String>,
     admin_token: Option<Secret>,
     max_body_bytes: Option<usize>,
+    body_timeout_secs: Option<u64>,
     workers: Option<usize>,
     max_in_flight: Option<usize>,
     shutdown_grace_secs: Option<u64>,
@@ -463,6 +471,7 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
         admin_token,
         max_body_bytes: s.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        body_timeout_secs: s.body_timeout_secs.unwrap_or(DEFAULT_BODY_TIMEOUT_SECS),
         workers: s.workers.unwrap_or(8),
         max_in_flight: s.max_in_flight.unwrap_or(4096),
         shutdown_grace_secs: s.shutdown_grace_secs.unwrap_or(30),
@@ -478,6 +487,11 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     if server.max_body_bytes == 0 {
         problems.push("server.max_body_bytes must be at least 1".into());
+    }
+    if !(1..=MAX_BODY_TIMEOUT_SECS).contains(&server.body_timeout_secs) {
+        problems.push(format!(
+            "server.body_timeout_secs must be between 1 and {MAX_BODY_TIMEOUT_SECS}"
+        ));
     }
     if server.max_in_flight == 0 {
         problems.push("server.max_in_flight must be at least 1".into());
@@ -911,6 +925,18 @@ secret = "pre-${GH}-post"
             "{MINIMAL}[sources.a]\npreset = \"paypal\"\nsecret = \"k\"\n"
         ));
         assert!(found[0].contains("unknown preset \"paypal\""), "{found:?}");
+    }
+
+    #[test]
+    fn the_body_timeout_defaults_to_15_s_and_must_be_between_1_s_and_a_day() {
+        let config = load_str(MINIMAL, &env(&[])).unwrap();
+        assert_eq!(config.server.body_timeout_secs, 15);
+        let set = load_str(&format!("{MINIMAL}body_timeout_secs = 2\n"), &env(&[])).unwrap();
+        assert_eq!(set.server.body_timeout_secs, 2);
+        for bad in [0, MAX_BODY_TIMEOUT_SECS + 1] {
+            let found = problems(&format!("{MINIMAL}body_timeout_secs = {bad}\n"));
+            assert!(found[0].contains("body_timeout_secs"), "{bad}: {found:?}");
+        }
     }
 
     #[test]

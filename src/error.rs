@@ -20,6 +20,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("the body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the body did not arrive within {0} s of the request's headers")]
+    RequestTimeout(u64),
     #[error("{0}")]
     Signature(#[from] SignatureError),
     #[error("{0}")]
@@ -53,6 +55,7 @@ impl ApiError {
             ApiError::UnknownSource(_) => "unknown_source",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Signature(SignatureError::Missing) => "missing_signature",
             ApiError::Signature(SignatureError::Invalid) => "invalid_signature",
             ApiError::Signature(SignatureError::TimestampOutOfTolerance) => {
@@ -76,6 +79,7 @@ impl ResponseError for ApiError {
             ApiError::UnknownSource(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Signature(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidPayload(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -103,10 +107,13 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::StorageUnavailable(_) | ApiError::Overloaded) {
             response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
-        if matches!(self, ApiError::PayloadTooLarge(_)) {
+        if matches!(
+            self,
+            ApiError::PayloadTooLarge(_) | ApiError::RequestTimeout(_)
+        ) {
             // Whatever is left of the body is not read: the connection
             // closes (a chunked body: see `routes::unread_body`), so an
-            // endless body costs nothing after its 413.
+            // endless or stalled body costs nothing after its 413 or 408.
             response.force_close();
         }
         if matches!(self, ApiError::Unauthorized) {

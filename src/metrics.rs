@@ -5,6 +5,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -45,6 +46,7 @@ pub struct Metrics {
     received: Family<ReceivedLabels, Counter>,
     processed: Family<ProcessedLabels, Counter>,
     ingest_duration: Histogram,
+    in_flight: Gauge,
     batch_rows: Histogram,
     batch_duration: Histogram,
 }
@@ -79,6 +81,14 @@ impl Metrics {
             "Time from a webhook request's arrival to its answer",
             ingest_duration.clone(),
         );
+        // How close the process is to shedding with 429 (`max_in_flight`);
+        // also what a test waits on to know its slow requests hold their slots.
+        let in_flight = Gauge::default();
+        registry.register(
+            "hookledger_webhooks_in_flight",
+            "Webhook requests holding one of the max_in_flight slots",
+            in_flight.clone(),
+        );
         // Group commit, for tuning `batch_max_rows` / `batch_linger_us`:
         // how many deliveries shared a transaction, and how long it took.
         let batch_rows = Histogram::new(
@@ -102,6 +112,7 @@ impl Metrics {
             received,
             processed,
             ingest_duration,
+            in_flight,
             batch_rows,
             batch_duration,
         }
@@ -127,6 +138,15 @@ impl Metrics {
 
     pub fn observe_ingest(&self, seconds: f64) {
         self.ingest_duration.observe(seconds);
+    }
+
+    /// A webhook request took an in-flight slot ([`Metrics::left_in_flight`] when it lets go).
+    pub fn entered_in_flight(&self) {
+        self.in_flight.inc();
+    }
+
+    pub fn left_in_flight(&self) {
+        self.in_flight.dec();
     }
 
     pub fn observe_batch(&self, rows: usize, seconds: f64) {
@@ -155,6 +175,9 @@ mod tests {
         metrics.processed("stripe", ProcessResult::dead);
         metrics.observe_ingest(0.002);
         metrics.observe_batch(3, 0.001);
+        metrics.entered_in_flight();
+        metrics.entered_in_flight();
+        metrics.left_in_flight();
         let text = metrics.encode();
         assert!(text.contains(
             "hookledger_webhooks_received_total{source=\"stripe\",outcome=\"accepted\"} 2"
@@ -165,5 +188,6 @@ mod tests {
         assert!(text.contains("hookledger_ingest_duration_seconds_count 1"));
         assert!(text.contains("hookledger_ledger_batch_rows_sum 3.0"));
         assert!(text.contains("hookledger_ledger_batch_duration_seconds_count 1"));
+        assert!(text.contains("hookledger_webhooks_in_flight 1"));
     }
 }

@@ -2,18 +2,23 @@
 //! order — unknown source (404), content type (415), size (413), signature
 //! (401), body (400) — and only then is the ledger written. The body is read
 //! as a stream and abandoned as soon as it passes `max_body_bytes`, so a
-//! large or endless body costs at most the limit in memory. A 2xx answer is
-//! sent only after the delivery's ledger transaction has committed.
+//! large or endless body costs at most the limit in memory; the buffer grows
+//! with the bytes received, never with the length a request declares. A
+//! body not received within `body_timeout_secs` of the headers is answered
+//! 408 and its connection closed, which frees its `max_in_flight` slot. A
+//! 2xx answer is sent only after the delivery's ledger transaction has
+//! committed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::dedup::{self, KeyPlan, Strategy};
 use crate::error::ApiError;
-use crate::metrics::{Outcome, UNKNOWN_SOURCE_LABEL};
+use crate::metrics::{Metrics, Outcome, UNKNOWN_SOURCE_LABEL};
 use crate::sources::{self, BodyKind, Source};
 use crate::state::AppState;
 use crate::store::{NewEvent, RecordOutcome};
@@ -39,8 +44,8 @@ pub async fn receive_for(
     let started = Instant::now();
     let source = state.sources.get(path).cloned();
     let label = source.as_ref().map_or(UNKNOWN_SOURCE_LABEL, |s| s.name());
-    let (response, outcome) = match handle(&state, source.as_deref(), path, &request, payload).await
-    {
+    let handled = handle(&state, source.as_deref(), path, &request, payload, started).await;
+    let (response, outcome) = match handled {
         Ok((outcome, strategy)) => answer(outcome, strategy),
         Err(e) => {
             if let ApiError::Signature(reason) = &e {
@@ -98,6 +103,7 @@ async fn handle(
     name: &str,
     request: &HttpRequest,
     payload: web::Payload,
+    started: Instant,
 ) -> Result<((RecordOutcome, String), Strategy), ApiError> {
     let source = source.ok_or_else(|| ApiError::UnknownSource(truncate(name, 64)))?;
     let content_type = request
@@ -106,13 +112,14 @@ async fn handle(
         .and_then(|v| v.to_str().ok());
     let kind = sources::body_kind(content_type).ok_or(ApiError::UnsupportedMediaType)?;
     // Bound the work in flight before buffering anything.
-    let _permit = state
-        .in_flight
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Overloaded)?;
+    let _slot = Slot::take(state)?;
     let limit = state.config.server.max_body_bytes;
-    let body = read_body(request, payload, limit).await?;
+    // The handler starts once the headers are in: the body's time counts from here.
+    let timeout_secs = state.config.server.body_timeout_secs;
+    let deadline = tokio::time::Instant::from_std(started) + Duration::from_secs(timeout_secs);
+    let body = tokio::time::timeout_at(deadline, read_body(request, payload, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout(timeout_secs))??;
 
     let received_at_ms = state.clock.now_ms();
     source.verify(request.headers(), &body, received_at_ms.div_euclid(1000))?;
@@ -145,7 +152,7 @@ async fn handle(
         action: delivery.action,
         object_type: delivery.object_type,
         object_id: delivery.object_id,
-        event_time_ms: delivery.event_time_ms.unwrap_or(received_at_ms),
+        event_time_ms: source.event_time_ms(delivery.event_time_ms, received_at_ms),
         // A JSON body is stored as received (it parsed, so it is valid JSON
         // and UTF-8); a form body as its flat JSON object.
         payload: match kind {
@@ -170,6 +177,34 @@ async fn handle(
     Ok(((outcome, key), strategy))
 }
 
+/// One of the `max_in_flight` places, held until the answer is ready, and
+/// counted in the in-flight gauge while held.
+struct Slot<'a> {
+    _permit: OwnedSemaphorePermit,
+    metrics: &'a Metrics,
+}
+
+impl<'a> Slot<'a> {
+    fn take(state: &'a AppState) -> Result<Slot<'a>, ApiError> {
+        let permit = state
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Overloaded)?;
+        state.metrics.entered_in_flight();
+        Ok(Slot {
+            _permit: permit,
+            metrics: &state.metrics,
+        })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.metrics.left_in_flight();
+    }
+}
+
 /// Reads the body, failing with 413 as soon as it is known to exceed `limit`:
 /// from `Content-Length` before reading, else while streaming (chunked).
 async fn read_body(
@@ -185,7 +220,9 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
+    // Grown with what arrives: a declared length is a claim, not bytes, and
+    // reserving it would let stalled requests hold memory they never sent.
+    let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::InvalidPayload(format!("could not read the body: {e}")))?;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::Headers;
+use super::{field_value, Headers};
 use crate::config::{ActionRule, Locator, Preset, SourceConfig};
 
 /// GitHub's object pointers, most specific first, with the object type each
@@ -252,7 +252,8 @@ enum Raw<'a> {
 
 fn find<'a>(locator: &'a Locator, payload: &'a Value, headers: &'a dyn Headers) -> Option<Raw<'a>> {
     match locator {
-        Locator::Header(name) => headers.get(name).map(Raw::Text),
+        // Read as `signature` reads a signed header: the same bytes.
+        Locator::Header(name) => field_value(headers, name).map(Raw::Text),
         Locator::Pointer(path) => payload.pointer(path).map(Raw::Json),
         Locator::Field(key) => payload.get(key.as_str()).map(Raw::Json),
         Locator::Value(constant) => Some(Raw::Text(constant)),

@@ -4,7 +4,8 @@
 //! once, in [`Source::new`]. It verifies a delivery's signature over the raw
 //! bytes ([`Source::verify`], in `signature`), parses the verified body
 //! ([`Source::parse`], via `body`) and finds the event id, action, object and
-//! event time in it (`locate`). [`Source::sign`] is the sender's side of the
+//! event time in it (`locate`); [`Source::event_time_ms`] keeps that time
+//! from running ahead of arrival. [`Source::sign`] is the sender's side of the
 //! same schemes, for the replay CLI and for tests. Nothing here logs: secrets
 //! and signatures never leave this module except as the headers `sign`
 //! returns.
@@ -53,6 +54,21 @@ impl Headers for actix_web::http::header::HeaderMap {
     fn contains(&self, name: &str) -> bool {
         actix_web::http::header::HeaderMap::contains_key(self, name)
     }
+}
+
+/// A header's value as RFC 9110 defines a field value: without leading and
+/// trailing spaces and tabs, and with nothing else removed. It is the one
+/// way this module reads a header, for signatures and for ids alike, so that
+/// a signature covers exactly the bytes a dedup key is made of (SPEC §3):
+/// `str::trim` would also drop U+00A0 or U+3000 from a signed `webhook-id`
+/// that the key then kept.
+fn field_value<'h>(headers: &'h dyn Headers, name: &str) -> Option<&'h str> {
+    headers.get(name).map(trim_ows)
+}
+
+/// HTTP's optional whitespace (spaces and tabs) off both ends.
+fn trim_ows(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
 }
 
 /// The first pair whose name matches, ignoring ASCII case.
@@ -237,6 +253,21 @@ impl Source {
             object_id: found.object_id,
             event_time_ms: found.event_time_ms,
         })
+    }
+
+    /// The event time to record for a delivery that arrived at `arrival_ms`:
+    /// the provider's (`found`), unless it is missing or more than
+    /// `tolerance_secs` after arrival (SPEC §2), then the arrival time. A
+    /// captured body replayed with a far-future time — Shopify's
+    /// `X-Shopify-Triggered-At` is not signed — would otherwise win every
+    /// later comparison and freeze its object's domain row.
+    pub fn event_time_ms(&self, found: Option<i64>, arrival_ms: i64) -> i64 {
+        let tolerance_ms = i64::try_from(self.config.tolerance_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        found
+            .filter(|t| t.saturating_sub(arrival_ms) <= tolerance_ms)
+            .unwrap_or(arrival_ms)
     }
 
     /// The headers a sender of this preset would add to sign `body` at `now_secs`

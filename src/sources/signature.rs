@@ -6,8 +6,10 @@
 //! constant time (`Mac::verify_slice`). The signature is checked before the
 //! timestamp, so a stale capture with a forged signature reads as
 //! `Invalid`, and only a genuine but old (or future) one as
-//! `TimestampOutOfTolerance`. Keys live in [`HmacKey`], whose `Debug` never
-//! prints them; nothing here logs.
+//! `TimestampOutOfTolerance`. Headers are read as field values (spaces and
+//! tabs off the ends, nothing else), exactly as `locate` reads ids, so a
+//! signed `webhook-id` is keyed on the bytes the MAC covered. Keys live in
+//! [`HmacKey`], whose `Debug` never prints them; nothing here logs.
 
 use std::fmt;
 
@@ -17,7 +19,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{Headers, SignatureError};
+use super::{field_value, trim_ows, Headers, SignatureError};
 use crate::config::{Preset, SignatureEncoding, SourceConfig};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -183,8 +185,7 @@ impl Scheme {
             Scheme::Acuity(key) => pair(ACUITY_SIGNATURE, STANDARD.encode(tag(key, &[body]))),
             Scheme::Standard(None) => Vec::new(),
             Scheme::Standard(Some(key)) => {
-                let id = headers
-                    .get(STANDARD_ID)
+                let id = field_value(headers, STANDARD_ID)
                     .filter(|id| !id.is_empty())
                     .map(str::to_string)
                     .unwrap_or_else(new_message_id);
@@ -230,9 +231,10 @@ fn new_message_id() -> String {
     format!("msg_{}", hex::encode(rand::random::<[u8; 16]>()))
 }
 
+/// The header's field value (as `locate` reads ids: the same bytes).
 fn required<'h>(headers: &'h dyn Headers, name: &str) -> Result<&'h str, SignatureError> {
-    match headers.get(name) {
-        Some(value) => Ok(value.trim()),
+    match field_value(headers, name) {
+        Some(value) => Ok(value),
         // Present but not UTF-8: unparseable, so invalid.
         None if headers.contains(name) => Err(SignatureError::Invalid),
         None => Err(SignatureError::Missing),
@@ -240,11 +242,11 @@ fn required<'h>(headers: &'h dyn Headers, name: &str) -> Result<&'h str, Signatu
 }
 
 fn decode_hex(value: &str) -> Option<Vec<u8>> {
-    hex::decode(value.trim()).ok()
+    hex::decode(trim_ows(value)).ok()
 }
 
 fn decode_base64(value: &str) -> Option<Vec<u8>> {
-    BASE64_LENIENT.decode(value.trim()).ok()
+    BASE64_LENIENT.decode(trim_ows(value)).ok()
 }
 
 /// Constant-time comparison of one given signature (undecodable: `None`).
@@ -289,9 +291,11 @@ fn verify_stripe(
         let Some((k, v)) = item.split_once('=') else {
             continue;
         };
-        match k.trim() {
-            "t" => timestamp = Some(v.trim()),
-            "v1" => v1.push(v.trim()),
+        // Spaces around list items are list syntax; nothing else is trimmed
+        // from what the MAC covers.
+        match trim_ows(k) {
+            "t" => timestamp = Some(trim_ows(v)),
+            "v1" => v1.push(trim_ows(v)),
             _ => {}
         }
     }

@@ -457,6 +457,74 @@ fn standard_sign_keeps_a_given_webhook_id() {
     assert_eq!(s.verify(&sent, b"{}", 1), Ok(()));
 }
 
+/// Issue 11 item 6: the `webhook-id` the MAC covers is the one the key is
+/// made of. Unicode whitespace added to a signed id breaks the signature;
+/// HTTP's optional whitespace (spaces, tabs) is no part of a field value
+/// and is dropped by both.
+#[test]
+fn a_standard_webhook_id_is_signed_and_keyed_as_the_same_bytes() {
+    let source = Source::new(config(Preset::Standard, Some("whsec_dGVzdA==")));
+    let body = br#"{"type":"invoice.paid","data":{"id":"inv_1"}}"#;
+    let now = 1_700_000_000;
+    let signed = source.sign(&headers(&[("webhook-id", "msg_1")]), body, now);
+    let with_id = |id: &str| -> Vec<(String, String)> {
+        signed
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "webhook-id" => (k.clone(), id.to_string()),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect()
+    };
+    assert_eq!(source.verify(&with_id("msg_1"), body, now), Ok(()));
+    for space in ['\u{A0}', '\u{2003}', '\u{3000}', '\u{FEFF}', '\n', '\r'] {
+        for id in [format!("msg_1{space}"), format!("{space}msg_1")] {
+            assert_eq!(
+                source.verify(&with_id(&id), body, now),
+                Err(SignatureError::Invalid),
+                "{id:?}"
+            );
+        }
+    }
+    for id in [" msg_1", "msg_1\t", " \tmsg_1  "] {
+        let changed = with_id(id);
+        assert_eq!(source.verify(&changed, body, now), Ok(()), "{id:?}");
+        let delivery = source.parse(BodyKind::Json, &changed, body).unwrap();
+        assert_eq!(delivery.event_id.as_deref(), Some("msg_1"), "{id:?}");
+    }
+}
+
+/// Issue 11 item 8 (SPEC §2): an event time more than `tolerance_secs`
+/// after arrival is the arrival time; earlier ones, however old, stand.
+#[test]
+fn an_event_time_beyond_the_tolerance_after_arrival_is_the_arrival_time() {
+    let arrival = 1_700_000_000_000;
+    let shopify = source(Preset::Shopify);
+    for (given, expect) in [
+        (None, arrival),
+        (Some(arrival), arrival),
+        (Some(arrival + 300_000), arrival + 300_000),
+        (Some(arrival + 300_001), arrival),
+        (Some(253_370_764_800_000), arrival),
+        (Some(i64::MAX), arrival),
+        (Some(arrival - 86_400_000), arrival - 86_400_000),
+        (Some(i64::MIN), i64::MIN),
+    ] {
+        assert_eq!(shopify.event_time_ms(given, arrival), expect, "{given:?}");
+    }
+    let mut relaxed = config(Preset::Generic, None);
+    relaxed.tolerance_secs = 3600;
+    let relaxed = Source::new(relaxed);
+    assert_eq!(
+        relaxed.event_time_ms(Some(arrival + 1_800_000), arrival),
+        arrival + 1_800_000
+    );
+    assert_eq!(
+        relaxed.event_time_ms(Some(arrival + 3_600_001), arrival),
+        arrival
+    );
+}
+
 #[test]
 fn verify_off_passes_everything_and_signs_nothing() {
     let s = Source::new(config(Preset::Generic, None));

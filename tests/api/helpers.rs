@@ -411,6 +411,13 @@ impl TestApp {
         self.store.stats().await.unwrap().total
     }
 
+    /// Webhook requests holding an in-flight slot, from `/metrics`: a test
+    /// waits on this to know that its slow requests have their slots.
+    pub async fn in_flight(&self) -> i64 {
+        let text = self.get("/metrics").await.body;
+        in_flight_of(text.as_str().expect("metrics are text"))
+    }
+
     /// Processes everything due at the clock's current time.
     pub async fn drain(&self) -> usize {
         self.worker.drain().await.expect("draining the worker")
@@ -430,6 +437,17 @@ pub fn stripe_event(event_id: &str, event_type: &str, created: i64, object: Valu
         "request": { "id": null, "idempotency_key": null },
         "type": event_type,
     })
+}
+
+/// The `hookledger_webhooks_in_flight` gauge in a `/metrics` text.
+pub fn in_flight_of(metrics: &str) -> i64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hookledger_webhooks_in_flight "))
+        .unwrap_or_else(|| panic!("no in-flight gauge in:\n{metrics}"))
+        .trim()
+        .parse()
+        .expect("the in-flight gauge is an integer")
 }
 
 /// How long a condition on a real process may take before the test fails.

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod bodies;
 mod faults;
 mod hostile;
 mod ingest;
@@ -13,5 +14,6 @@ mod leases;
 mod ordering;
 mod processes;
 mod processing;
+mod replays;
 mod retries;
 mod store;
