@@ -12,7 +12,10 @@
 //!   read snapshot; and every write of this process first takes the store's
 //!   [`write gate`](Store::write_gate), so writers queue fairly in memory
 //!   instead of polling SQLite's busy handler (whose sleeps of up to 100 ms
-//!   would land in ingest latency).
+//!   would land in ingest latency). A webhook's ledger write waits for the
+//!   gate and SQLite's lock together no longer than SQLite's busy timeout
+//!   ([`sqlite_write_deadline`]): the gate's holder may itself be spending
+//!   that timeout on another process's lock, and the two waits must not add.
 
 pub mod admin;
 mod batch;
@@ -23,10 +26,13 @@ pub mod ledger;
 pub mod queue;
 mod sqlite_ledger;
 
+use std::future::Future;
+use std::pin::pin;
 use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -45,8 +51,46 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// How long a request waits for a pooled connection before answering 503.
 const POOL_ACQUIRE_TIMEOUT_SECS: u64 = 5;
-/// How long SQLite waits on another writer's lock before reporting busy.
+/// How long SQLite waits on another writer's lock before reporting busy;
+/// also how long a webhook's ledger write waits in all.
 const SQLITE_BUSY_TIMEOUT_SECS: u64 = 5;
+
+/// When a SQLite ledger write handed over now must be answered at the
+/// latest: its waits for the write gate and for SQLite's lock share one
+/// busy timeout.
+pub(crate) fn sqlite_write_deadline() -> Instant {
+    Instant::now() + Duration::from_secs(SQLITE_BUSY_TIMEOUT_SECS)
+}
+
+/// Wakes the thread that parked on a future (below).
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The write gate, entered from a plain thread (the SQLite ledger's), in its
+/// FIFO turn, waiting until `deadline` at most; `None` when the turn did not
+/// come by then. It is tried once even when the deadline has passed. (Like
+/// `Mutex::blocking_lock`, which has no deadline: the lock future is polled
+/// on this thread and unparks it; dropped on time-out, it leaves the queue.)
+pub(crate) fn enter_gate_until(gate: &Mutex<()>, deadline: Instant) -> Option<MutexGuard<'_, ()>> {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut turn = pin!(gate.lock());
+    loop {
+        if let Poll::Ready(guard) = turn.as_mut().poll(&mut context) {
+            return Some(guard);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
+}
 
 /// The database behind the ledger.
 #[derive(Clone, Debug)]
@@ -283,6 +327,15 @@ impl Store {
         match self {
             Store::Sqlite(sqlite) => Some(sqlite.gate.lock().await),
             Store::Postgres(_) => None,
+        }
+    }
+
+    /// SQLite: whether a write of this process holds the write gate right
+    /// now (for tests that must order writes; always false on PostgreSQL).
+    pub fn write_gate_is_held(&self) -> bool {
+        match self {
+            Store::Sqlite(sqlite) => sqlite.gate.try_lock().is_err(),
+            Store::Postgres(_) => false,
         }
     }
 

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod busy;
 mod faults;
 mod hostile;
 mod ingest;
