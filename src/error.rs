@@ -30,6 +30,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NotFound(String),
+    #[error("this URL accepts POST only")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("too many requests in flight; retry shortly")]
@@ -62,6 +64,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Overloaded => "overloaded",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
@@ -78,6 +81,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Signature(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidPayload(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,6 +112,9 @@ impl ResponseError for ApiError {
             // closes (a chunked body: see `routes::unread_body`), so an
             // endless body costs nothing after its 413.
             response.force_close();
+        }
+        if matches!(self, ApiError::MethodNotAllowed) {
+            response.insert_header((header::ALLOW, "POST"));
         }
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

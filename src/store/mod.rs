@@ -205,6 +205,20 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// A unique index refused a write: the state it would create already
+    /// exists, made by a concurrent transaction (not a storage fault).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Busy, locked, read-only, I/O, pool and connection failures are transient
 /// from the caller's point of view.
 fn is_unavailable(e: &sqlx::Error) -> bool {

@@ -12,4 +12,5 @@ mod hostile;
 mod ingest;
 mod processes;
 mod processing;
+mod routes;
 mod store;
