@@ -69,7 +69,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             concurrency,
         } => {
             let config = load()?;
-            let summary = replay::run(&config, paths, url, *times, *concurrency).await?;
+            let url = match url {
+                Some(url) => url.clone(),
+                None => replay::default_url(&config.server.bind),
+            };
+            let summary = replay::run(&config, paths, &url, *times, *concurrency).await?;
             println!("{summary}");
             if !summary.all_succeeded() {
                 return Ok(ExitCode::FAILURE);

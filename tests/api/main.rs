@@ -12,5 +12,6 @@ mod hostile;
 mod ingest;
 mod processes;
 mod processing;
+mod replay_cli;
 mod routes;
 mod store;
