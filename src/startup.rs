@@ -39,11 +39,13 @@ impl Application {
         clock: Arc<dyn Clock>,
         run_workers: bool,
     ) -> anyhow::Result<Application> {
+        // Before anything is bound or created: a refused start leaves nothing.
+        crate::dev_values::check_bind(&config)?;
+        let listener = TcpListener::bind(&config.server.bind)
+            .with_context(|| format!("binding {}", config.server.bind))?;
         let store = Store::open(&config.server.database_url)
             .await
             .context("opening the database")?;
-        let listener = TcpListener::bind(&config.server.bind)
-            .with_context(|| format!("binding {}", config.server.bind))?;
         Application::with_parts(config, clock, store, listener, run_workers)
     }
 
@@ -54,7 +56,9 @@ impl Application {
         listener: TcpListener,
         run_workers: bool,
     ) -> anyhow::Result<Application> {
-        let port = listener.local_addr()?.port();
+        let address = listener.local_addr()?;
+        crate::dev_values::check_address(&config, address)?;
+        let port = address.port();
         let config = Arc::new(config);
         let sources: Arc<HashMap<String, Arc<Source>>> = Arc::new(
             config

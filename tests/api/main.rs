@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod busy;
+mod config_checks;
 mod faults;
 mod hostile;
 mod ingest;
