@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::sources::Source;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::telemetry::{Throttle, SIGNATURE_WARNING_INTERVAL};
 use crate::worker::Worker;
 
 pub struct Application {
@@ -91,6 +92,7 @@ impl Application {
             metrics: metrics.clone(),
             clock: clock.clone(),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            signature_warnings: Throttle::new(SIGNATURE_WARNING_INTERVAL),
             runtime: tokio::runtime::Handle::current(),
         });
         let worker = Worker::new(store.clone(), config.clone(), sources, clock, metrics);

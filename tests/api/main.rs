@@ -11,6 +11,7 @@ mod config_checks;
 mod faults;
 mod hostile;
 mod ingest;
+mod logs;
 mod processes;
 mod processing;
 mod replay_cli;
