@@ -46,7 +46,10 @@ impl Application {
             .with_context(|| format!("binding {}", config.server.bind))?;
         let store = Store::open(&config.server.database_url)
             .await
-            .context("opening the database")?;
+            .with_context(|| {
+                let url = crate::config::redact_url(&config.server.database_url);
+                format!("opening the database {url}")
+            })?;
         Application::with_parts(config, clock, store, listener, run_workers)
     }
 

@@ -38,6 +38,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 use sqlx::{PgPool, SqlitePool};
 
 pub use ledger::{NewEvent, RecordOutcome};
@@ -189,6 +190,15 @@ pub enum StoreError {
     BatchFailed(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// PostgreSQL could not be reached at start-up (refused, unknown host,
+    /// no such database, bad password): said with its cause, not as the
+    /// pool's "timed out" that a lazy pool would report after retrying.
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        /// `host:port` (or the socket path), never the password.
+        target: String,
+        source: sqlx::Error,
+    },
     /// The SQLite ledger writer's connection reported an error (busy and
     /// locked included: another process held the write lock too long).
     #[error("database error: {0}")]
@@ -356,7 +366,21 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(sqlite) => SQLITE_MIGRATIONS.run(&sqlite.pool).await?,
-            Store::Postgres(pg) => POSTGRES_MIGRATIONS.run(&pg.pool).await?,
+            Store::Postgres(pg) => {
+                // On a connection of its own rather than from the lazy pool,
+                // which retries a refused connection until its acquire
+                // timeout and then reports only "pool timed out".
+                let options = pg.pool.connect_options();
+                let mut conn = options.connect().await.map_err(|source| {
+                    let target = match options.get_socket() {
+                        Some(socket) => socket.display().to_string(),
+                        None => format!("{}:{}", options.get_host(), options.get_port()),
+                    };
+                    StoreError::Connect { target, source }
+                })?;
+                POSTGRES_MIGRATIONS.run(&mut conn).await?;
+                conn.close().await?;
+            }
         }
         Ok(())
     }

@@ -1,7 +1,10 @@
 //! What the real binary writes to its log (issue 11, item 9): bad-signature
-//! warnings are rate-limited per source.
+//! warnings are rate-limited per source, and a database that cannot be
+//! opened is reported with its cause once (a refused PostgreSQL connection
+//! as refused, not as a pool time-out).
 
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use hookledger::telemetry::SIGNATURE_WARNING_INTERVAL;
 
@@ -80,4 +83,75 @@ async fn repeated_bad_signature_warnings_are_rate_limited_per_source() {
     let stripe = rejection_lines(&log, "stripe");
     assert_eq!(stripe.len(), 2, "{log}");
     assert!(stripe[1].contains("suppressed=29"), "{}", stripe[1]);
+}
+
+/// Starts the binary on `database_url`, waits for it to fail, returns its log.
+async fn failed_start(dir: &Path, name: &str, database_url: &str) -> String {
+    let config_path = dir.join(format!("{name}.toml"));
+    let options = TestOptions::default();
+    std::fs::write(
+        &config_path,
+        test_config_text(database_url, "http://127.0.0.1:1", &options),
+    )
+    .unwrap();
+    let log_path = dir.join(format!("{name}.log"));
+    let mut process = Binary::start(&config_path, &[], Some(&log_path));
+    let status = process.wait_exit(Duration::from_secs(30)).await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!status.success(), "{name}: started: {log}");
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_cannot_be_opened_is_reported_with_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = failed_start(
+        dir.path(),
+        "refused",
+        &format!("postgres://postgres@127.0.0.1:{closed_port}/x"),
+    )
+    .await;
+    assert!(
+        !refused.contains("pool timed out"),
+        "a refused connection is reported as a time-out: {refused}"
+    );
+    assert!(
+        refused.to_lowercase().contains("connection refused"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains(&format!("127.0.0.1:{closed_port}")),
+        "{refused}"
+    );
+
+    let missing_dir = dir.path().join("no-such-dir").join("ledger.db");
+    let sqlite = failed_start(
+        dir.path(),
+        "sqlite",
+        &format!("sqlite://{}", missing_dir.display()),
+    )
+    .await;
+    assert_eq!(
+        sqlite.matches("unable to open database file").count(),
+        1,
+        "{sqlite}"
+    );
+    assert!(
+        sqlite.contains("no-such-dir"),
+        "the path is named: {sqlite}"
+    );
+
+    if let Some(admin_url) = postgres_url() {
+        let name = format!("hookledger_missing_{:08x}", rand::random::<u32>());
+        let absent = failed_start(dir.path(), "absent", &with_database(&admin_url, &name)).await;
+        assert_eq!(absent.matches("does not exist").count(), 1, "{absent}");
+    } else {
+        eprintln!("skipped: the missing PostgreSQL database case (set {POSTGRES_ENV})");
+    }
 }
