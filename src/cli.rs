@@ -31,8 +31,9 @@ pub enum Command {
         /// Fixture files or directories (searched recursively for *.json).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
+        /// Where the server is (default: http:// and the config's `bind`).
+        #[arg(long)]
+        url: Option<String>,
         /// Send every fixture this many times.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         times: u32,

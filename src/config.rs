@@ -397,7 +397,7 @@ pub fn load_file(path: &std::path::Path, env: &dyn Env) -> Result<Config, Config
 /// validates.
 pub fn load_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     let mut value: toml::Value =
-        toml::from_str(text).map_err(|e| ConfigError(vec![format!("TOML: {e}")]))?;
+        toml::from_str(text).map_err(|e| ConfigError(vec![toml_syntax_problem(text, &e)]))?;
     let mut problems = Vec::new();
     expand_vars(&mut value, env, &mut problems);
     if !problems.is_empty() {
@@ -407,6 +407,22 @@ pub fn load_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError(vec![e.message().to_string()]))?;
     validate(raw, env)
+}
+
+/// Where a syntax error is and what it is, without the offending line that
+/// toml's own message quotes: that line may hold a secret (an unterminated
+/// `secret = "…`), and the message ends up in logs.
+fn toml_syntax_problem(text: &str, error: &toml::de::Error) -> String {
+    let what = error.message().trim();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("TOML syntax error at line {line}, column {column}: {what}")
+        }
+        None => format!("TOML syntax error: {what}"),
+    }
 }
 
 /// Replaces `${VAR}` in every string value; a missing variable is a problem
@@ -618,6 +634,15 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
             SignatureEncoding::Hex
         }
     };
+    if let Some(name) = &raw.signature_header {
+        // An empty name would look for a header no request can carry, and
+        // refuse every delivery as unsigned.
+        if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.push(format!(
+                "{at}.signature_header: {name:?} is not an HTTP header name"
+            ));
+        }
+    }
     if preset == Some(Preset::Generic) && secret.is_some() && raw.signature_header.is_none() {
         problems.push(format!(
             "{at}: a signed generic source needs signature_header"

@@ -32,6 +32,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     NotFound(String),
+    #[error("this URL accepts POST only")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("too many requests in flight; retry shortly")]
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Overloaded => "overloaded",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
@@ -82,6 +85,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Signature(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidPayload(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,7 +102,7 @@ impl ResponseError for ApiError {
                 self.to_string()
             }
             ApiError::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error");
+                tracing::error!(error = %chain(cause.as_ref()), "internal error");
                 self.to_string()
             }
             _ => self.to_string(),
@@ -116,9 +120,58 @@ impl ResponseError for ApiError {
             // endless or stalled body costs nothing after its 413 or 408.
             response.force_close();
         }
+        if matches!(self, ApiError::MethodNotAllowed) {
+            response.insert_header((header::ALLOW, "POST"));
+        }
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(json!({ "error": { "code": self.code(), "message": message } }))
+    }
+}
+
+/// An error and its causes on one line, each cause named once. Error types
+/// that print their cause in their own message and also return it as their
+/// `source` (sqlx's `"error returned from database: {0}"`, ours alike)
+/// would otherwise repeat it at every level of `{:#}`: a cause whose text
+/// the level above already holds is left out.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut above = line.clone();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !above.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        above = text;
+        next = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner: no such file")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("opening it")]
+    struct Context(#[source] Repeats);
+
+    #[test]
+    fn a_cause_is_named_once_whether_or_not_the_level_above_prints_it() {
+        assert_eq!(
+            chain(&Context(Repeats(Inner))),
+            "opening it: outer: inner: no such file"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! them done together with the domain row.
 //!
 //! Around it: [`config`] (TOML + `${VAR}` + env overrides, validated once),
+//! [`dev_values`] (no shipped development secret beyond loopback),
 //! [`startup`] (wiring), [`routes::admin`] (admin API), [`metrics`],
 //! [`replay`] (the fixture sender), [`clock`] (injected time).
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dedup;
+pub mod dev_values;
 pub mod error;
 pub mod ingest;
 pub mod metrics;

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hookledger: {e:#}");
+            eprintln!("hookledger: {}", hookledger::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -52,7 +52,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load()?;
             Store::open(&config.server.database_url)
                 .await
-                .context("migrating the database")?;
+                .with_context(|| {
+                    let url = config::redact_url(&config.server.database_url);
+                    format!("migrating the database {url}")
+                })?;
             println!("database is up to date");
         }
         Command::Prune { older_than } => {
@@ -69,7 +72,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             concurrency,
         } => {
             let config = load()?;
-            let summary = replay::run(&config, paths, url, *times, *concurrency).await?;
+            let url = match url {
+                Some(url) => url.clone(),
+                None => replay::default_url(&config.server.bind),
+            };
+            let summary = replay::run(&config, paths, &url, *times, *concurrency).await?;
             println!("{summary}");
             if !summary.all_succeeded() {
                 return Ok(ExitCode::FAILURE);

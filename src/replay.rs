@@ -1,7 +1,8 @@
 //! `hookledger replay`: sends fixtures to a running hookledger, each signed
 //! the way its source's provider signs (fresh timestamp, the secret from the
 //! config). Provider ids in the fixture (`webhook-id`, `X-GitHub-Delivery`,
-//! …) are kept, so `--times N` sends true duplicates.
+//! …) are kept, so `--times N` sends true duplicates. Redirects are never
+//! followed: a signed body goes only where it was sent.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,25 @@ impl Fixture {
             headers.push((name, value));
         }
         headers
+    }
+}
+
+/// Where `replay` sends without `--url`: the server of the same config, at
+/// its `bind` (an unspecified address such as `0.0.0.0` is reached on
+/// loopback).
+pub fn default_url(bind: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(mut addr) => {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
+        // A host name: as written.
+        Err(_) => format!("http://{bind}"),
     }
 }
 
@@ -173,6 +193,7 @@ pub async fn run(
     }
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let base = url.trim_end_matches('/').to_string();
     let deliveries = (0..times).flat_map(|_| prepared.iter());
@@ -220,6 +241,9 @@ async fn send<'a>(
     match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
+            if response.status().is_redirection() {
+                return (status, "redirect_not_followed".to_string(), p);
+            }
             let bytes = response.bytes().await.unwrap_or_default();
             let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             let outcome = body["status"]

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::sources::Source;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::telemetry::{Throttle, SIGNATURE_WARNING_INTERVAL};
 use crate::worker::Worker;
 
 pub struct Application {
@@ -39,11 +40,16 @@ impl Application {
         clock: Arc<dyn Clock>,
         run_workers: bool,
     ) -> anyhow::Result<Application> {
-        let store = Store::open(&config.server.database_url)
-            .await
-            .context("opening the database")?;
+        // Before anything is bound or created: a refused start leaves nothing.
+        crate::dev_values::check_bind(&config)?;
         let listener = TcpListener::bind(&config.server.bind)
             .with_context(|| format!("binding {}", config.server.bind))?;
+        let store = Store::open(&config.server.database_url)
+            .await
+            .with_context(|| {
+                let url = crate::config::redact_url(&config.server.database_url);
+                format!("opening the database {url}")
+            })?;
         Application::with_parts(config, clock, store, listener, run_workers)
     }
 
@@ -54,7 +60,9 @@ impl Application {
         listener: TcpListener,
         run_workers: bool,
     ) -> anyhow::Result<Application> {
-        let port = listener.local_addr()?.port();
+        let address = listener.local_addr()?;
+        crate::dev_values::check_address(&config, address)?;
+        let port = address.port();
         let config = Arc::new(config);
         let sources: Arc<HashMap<String, Arc<Source>>> = Arc::new(
             config
@@ -87,6 +95,7 @@ impl Application {
             metrics: metrics.clone(),
             clock: clock.clone(),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            signature_warnings: Throttle::new(SIGNATURE_WARNING_INTERVAL),
             runtime: tokio::runtime::Handle::current(),
         });
         let worker = Worker::new(store.clone(), config.clone(), sources, clock, metrics);

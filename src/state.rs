@@ -16,6 +16,7 @@ use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::sources::Source;
 use crate::store::{Store, StoreError};
+use crate::telemetry::Throttle;
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -29,6 +30,9 @@ pub struct AppState {
     pub in_flight: Arc<Semaphore>,
     /// The runtime the application was built on (not an HTTP worker's).
     pub runtime: Handle,
+    /// Bad-signature warnings, at most one per source per interval: a
+    /// misconfigured provider or a flood of forgeries must not fill the log.
+    pub signature_warnings: Throttle,
 }
 
 impl AppState {

@@ -1,9 +1,14 @@
 //! The admin API (SPEC §5): duplicates, events, one event, replay, stats.
 //! Every route needs `Authorization: Bearer <admin_token>`, compared in
-//! constant time. Lists are newest first with opaque keyset cursors.
+//! constant time, and checked by [`require_admin`] before anything else of
+//! the request (query and path included) is looked at. Lists are newest
+//! first with opaque keyset cursors.
 
+use actix_web::body::{BoxBody, EitherBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
@@ -18,6 +23,27 @@ use crate::store::admin::{DuplicateFilter, EventFilter, EventRow, STATUSES};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
+
+/// Middleware of the `/admin` scope: a request without the admin token is
+/// answered 401 before its route's extractors run, so a malformed query or
+/// path tells a caller without the token nothing (SPEC §5).
+pub async fn require_admin(
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
+    let allowed = match request.app_data::<web::Data<AppState>>() {
+        Some(state) => authorize(state, request.request()),
+        None => Err(ApiError::Internal(anyhow::anyhow!(
+            "the admin routes are mounted without the application state"
+        ))),
+    };
+    match allowed {
+        Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
+        Err(refusal) => Ok(request
+            .into_response(refusal.error_response())
+            .map_into_right_body()),
+    }
+}
 
 /// Checks the bearer token. Both sides are hashed first so the comparison
 /// takes the same time whatever the length of the guess.
@@ -155,10 +181,8 @@ fn page(
 
 pub async fn duplicates(
     state: web::Data<AppState>,
-    request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let limit = parse_limit(query.limit.as_deref())?;
     let before = match query.cursor.as_deref() {
         Some(raw) => {
@@ -184,10 +208,8 @@ pub async fn duplicates(
 
 pub async fn events(
     state: web::Data<AppState>,
-    request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let limit = parse_limit(query.limit.as_deref())?;
     let status = non_empty(&query.status);
     if let Some(s) = &status {
@@ -225,10 +247,8 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 
 pub async fn event(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let id = parse_id(&id)?;
     let detail = state
         .on_main(move |store| async move { store.event(id).await })
@@ -243,19 +263,22 @@ pub async fn event(
 
 pub async fn replay(
     state: web::Data<AppState>,
-    request: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let id = parse_id(&id)?;
     let now_ms = state.clock.now_ms();
     // The status is read only when the replay did not happen, to say why.
     let (replayed, status) = state
         .on_main(move |store| async move {
-            if store.replay(id, now_ms).await? {
-                return Ok((true, None));
+            match store.replay(id, now_ms).await {
+                Ok(true) => Ok((true, None)),
+                // PostgreSQL: a delivery with this coalesce key committed a
+                // pending row after the replay's check read none; the index
+                // of pending coalesce rows refused the second one.
+                Err(e) if e.is_unique_violation() => Ok((false, Some("coalesce".to_string()))),
+                Err(e) => Err(e),
+                Ok(false) => Ok((false, store.event_status(id).await?)),
             }
-            Ok((false, store.event_status(id).await?))
         })
         .await?;
     if replayed {
@@ -273,11 +296,7 @@ pub async fn replay(
     }
 }
 
-pub async fn stats(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
+pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stats = state
         .on_main(|store| async move { store.stats().await })
         .await?;

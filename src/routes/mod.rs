@@ -32,15 +32,29 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
     cfg.app_data(query_errors)
         .app_data(path_errors)
         .route("/webhooks/{source}", web::post().to(webhooks::receive))
+        // Any other method on a webhook URL, configured source or not.
+        .route("/webhooks/{source}", web::route().to(post_only))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
         .service(
             web::scope("/admin")
+                .wrap(actix_web::middleware::from_fn(admin::require_admin))
                 .route("/duplicates", web::get().to(admin::duplicates))
                 .route("/events", web::get().to(admin::events))
                 .route("/events/{id}", web::get().to(admin::event))
                 .route("/events/{id}/replay", web::post().to(admin::replay))
                 .route("/stats", web::get().to(admin::stats)),
-        );
+        )
+        .default_service(web::to(no_such_route));
+}
+
+/// `GET /webhooks/x` and the like: the error envelope, not an empty 404.
+async fn post_only() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Every path no route serves: the error envelope, not an empty 404.
+async fn no_such_route() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such resource".into()))
 }

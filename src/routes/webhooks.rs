@@ -49,8 +49,12 @@ pub async fn receive_for(
         Ok((outcome, strategy)) => answer(outcome, strategy),
         Err(e) => {
             if let ApiError::Signature(reason) = &e {
-                // Which check failed is useful; the header values are not logged.
-                tracing::warn!(source = label, %reason, "webhook rejected");
+                // Which check failed is useful; the header values are not
+                // logged. At most one line per source and interval: anyone
+                // can send bad signatures, as fast as they like.
+                if let Some(suppressed) = state.signature_warnings.admit(label) {
+                    tracing::warn!(source = label, %reason, suppressed, "webhook rejected");
+                }
             }
             (
                 actix_web::ResponseError::error_response(&e),

@@ -12,7 +12,10 @@
 //!   read snapshot; and every write of this process first takes the store's
 //!   [`write gate`](Store::write_gate), so writers queue fairly in memory
 //!   instead of polling SQLite's busy handler (whose sleeps of up to 100 ms
-//!   would land in ingest latency).
+//!   would land in ingest latency). A webhook's ledger write waits for the
+//!   gate and SQLite's lock together no longer than SQLite's busy timeout
+//!   ([`sqlite_write_deadline`]): the gate's holder may itself be spending
+//!   that timeout on another process's lock, and the two waits must not add.
 
 pub mod admin;
 mod batch;
@@ -24,15 +27,19 @@ pub mod ledger;
 pub mod queue;
 mod sqlite_ledger;
 
+use std::future::Future;
+use std::pin::pin;
 use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, MutexGuard};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 use sqlx::{PgPool, SqlitePool};
 
 pub use ledger::{NewEvent, RecordOutcome};
@@ -46,8 +53,46 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 
 /// How long a request waits for a pooled connection before answering 503.
 const POOL_ACQUIRE_TIMEOUT_SECS: u64 = 5;
-/// How long SQLite waits on another writer's lock before reporting busy.
+/// How long SQLite waits on another writer's lock before reporting busy;
+/// also how long a webhook's ledger write waits in all.
 const SQLITE_BUSY_TIMEOUT_SECS: u64 = 5;
+
+/// When a SQLite ledger write handed over now must be answered at the
+/// latest: its waits for the write gate and for SQLite's lock share one
+/// busy timeout.
+pub(crate) fn sqlite_write_deadline() -> Instant {
+    Instant::now() + Duration::from_secs(SQLITE_BUSY_TIMEOUT_SECS)
+}
+
+/// Wakes the thread that parked on a future (below).
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The write gate, entered from a plain thread (the SQLite ledger's), in its
+/// FIFO turn, waiting until `deadline` at most; `None` when the turn did not
+/// come by then. It is tried once even when the deadline has passed. (Like
+/// `Mutex::blocking_lock`, which has no deadline: the lock future is polled
+/// on this thread and unparks it; dropped on time-out, it leaves the queue.)
+pub(crate) fn enter_gate_until(gate: &Mutex<()>, deadline: Instant) -> Option<MutexGuard<'_, ()>> {
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut turn = pin!(gate.lock());
+    loop {
+        if let Poll::Ready(guard) = turn.as_mut().poll(&mut context) {
+            return Some(guard);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
+}
 
 /// The database behind the ledger.
 #[derive(Clone, Debug)]
@@ -146,6 +191,15 @@ pub enum StoreError {
     BatchFailed(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// PostgreSQL could not be reached at start-up (refused, unknown host,
+    /// no such database, bad password): said with its cause, not as the
+    /// pool's "timed out" that a lazy pool would report after retrying.
+    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    Connect {
+        /// `host:port` (or the socket path), never the password.
+        target: String,
+        source: sqlx::Error,
+    },
     /// The SQLite ledger writer's connection reported an error (busy and
     /// locked included: another process held the write lock too long).
     #[error("database error: {0}")]
@@ -158,6 +212,20 @@ impl From<sqlx::Error> for StoreError {
             StoreError::Unavailable(e)
         } else {
             StoreError::Database(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// A unique index refused a write: the state it would create already
+    /// exists, made by a concurrent transaction (not a storage fault).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            _ => false,
         }
     }
 }
@@ -287,10 +355,33 @@ impl Store {
         }
     }
 
+    /// SQLite: whether a write of this process holds the write gate right
+    /// now (for tests that must order writes; always false on PostgreSQL).
+    pub fn write_gate_is_held(&self) -> bool {
+        match self {
+            Store::Sqlite(sqlite) => sqlite.gate.try_lock().is_err(),
+            Store::Postgres(_) => false,
+        }
+    }
+
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(sqlite) => SQLITE_MIGRATIONS.run(&sqlite.pool).await?,
-            Store::Postgres(pg) => POSTGRES_MIGRATIONS.run(&pg.pool).await?,
+            Store::Postgres(pg) => {
+                // On a connection of its own rather than from the lazy pool,
+                // which retries a refused connection until its acquire
+                // timeout and then reports only "pool timed out".
+                let options = pg.pool.connect_options();
+                let mut conn = options.connect().await.map_err(|source| {
+                    let target = match options.get_socket() {
+                        Some(socket) => socket.display().to_string(),
+                        None => format!("{}:{}", options.get_host(), options.get_port()),
+                    };
+                    StoreError::Connect { target, source }
+                })?;
+                POSTGRES_MIGRATIONS.run(&mut conn).await?;
+                conn.close().await?;
+            }
         }
         Ok(())
     }

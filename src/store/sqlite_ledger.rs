@@ -69,6 +69,10 @@ type Reply = oneshot::Sender<Result<Vec<RecordOutcome>, StoreError>>;
 struct Request {
     events: Vec<NewEvent>,
     reply: Reply,
+    /// When the request must have its answer at the latest: its wait for the
+    /// write gate and SQLite's lock together is bounded by this
+    /// (`store::sqlite_write_deadline`), however long it queued here.
+    deadline: Instant,
 }
 
 /// How the thread gathers batches; set once by the ingest path
@@ -110,11 +114,16 @@ impl SqliteLedger {
                     let requests = gather(first, &incoming, settings.get());
                     let events: Vec<&NewEvent> =
                         requests.iter().flat_map(|r| r.events.iter()).collect();
+                    let deadline = requests.iter().map(|r| r.deadline).min();
+                    let deadline = deadline.expect("a batch has a first request");
                     let started = Instant::now();
                     let result = match &mut conn {
-                        Some(c) => record_batch(c, &gate, &events, lookup_first),
+                        Some(c) => record_batch(c, &gate, &events, lookup_first, deadline),
                         None => match open(&path) {
-                            Ok(c) => record_batch(conn.insert(c), &gate, &events, lookup_first),
+                            Ok(c) => {
+                                let c = conn.insert(c);
+                                record_batch(c, &gate, &events, lookup_first, deadline)
+                            }
                             Err(e) => Err(e),
                         },
                     };
@@ -139,8 +148,13 @@ impl SqliteLedger {
     pub async fn record(&self, events: Vec<NewEvent>) -> Result<Vec<RecordOutcome>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::BatchFailed("the SQLite ledger writer has stopped".into());
+        let deadline = super::sqlite_write_deadline();
         self.requests
-            .send(Request { events, reply })
+            .send(Request {
+                events,
+                reply,
+                deadline,
+            })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -239,13 +253,24 @@ fn mostly_copies(outcomes: &[RecordOutcome]) -> bool {
     copies * 2 > outcomes.len()
 }
 
+/// Records one batch in one transaction. The gate and SQLite's lock are
+/// waited for until `deadline` in all (each is tried once even when it has
+/// passed): behind a claim that spent SQLite's whole busy timeout on another
+/// process's lock, a second full timeout of our own would double the wait.
 fn record_batch(
     conn: &mut Connection,
     gate: &Mutex<()>,
     events: &[&NewEvent],
     lookup_first: bool,
+    deadline: Instant,
 ) -> rusqlite::Result<Vec<RecordOutcome>> {
-    let _gate = gate.blocking_lock();
+    let Some(_gate) = super::enter_gate_until(gate, deadline) else {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("another write of this process held the database past the busy timeout".into()),
+        ));
+    };
+    conn.busy_timeout(deadline.saturating_duration_since(Instant::now()))?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut copies: HashMap<i64, Copies> = HashMap::new();
     let outcomes = events
@@ -411,7 +436,9 @@ mod tests {
         let mut outcomes = Vec::new();
         for batch in batches() {
             let batch: Vec<&NewEvent> = batch.iter().collect();
-            outcomes.extend(record_batch(&mut conn, &gate, &batch, lookup_first).unwrap());
+            let deadline = super::super::sqlite_write_deadline();
+            let recorded = record_batch(&mut conn, &gate, &batch, lookup_first, deadline);
+            outcomes.extend(recorded.unwrap());
         }
         let copies: Vec<CopyRow> = conn
             .prepare("SELECT event_id, copies, last_at, differs FROM duplicate_deliveries")
@@ -487,7 +514,13 @@ mod tests {
             .into_iter()
             .map(|events| {
                 let (reply, answer) = oneshot::channel();
-                ledger.requests.send(Request { events, reply }).unwrap();
+                let deadline = super::super::sqlite_write_deadline();
+                let request = Request {
+                    events,
+                    reply,
+                    deadline,
+                };
+                ledger.requests.send(request).unwrap();
                 answer
             })
             .collect();

@@ -785,12 +785,12 @@ async fn hostile_requests_are_refused_with_their_code_and_store_nothing(backend:
     add(
         "source: a dot segment before the route",
         raw_signed("/webhooks/../webhooks/stripe"),
-        HttpLayer(&[404]),
+        Error(404, "not_found"),
     );
     add(
         "source: a dot segment after the source",
         raw_signed("/webhooks/stripe/.."),
-        HttpLayer(&[404]),
+        Error(404, "not_found"),
     );
     add(
         "source: 10 KB name",

@@ -7,13 +7,18 @@ mod helpers;
 
 mod admin;
 mod bodies;
+mod busy;
+mod config_checks;
 mod faults;
 mod hostile;
 mod ingest;
 mod leases;
+mod logs;
 mod ordering;
 mod processes;
 mod processing;
+mod replay_cli;
 mod replays;
 mod retries;
+mod routes;
 mod store;

@@ -1,0 +1,109 @@
+//! The shipped config's development values (SPEC §1–2). `hookledger.toml`
+//! carries an admin token and source secrets that are public in this
+//! repository, so that `cargo run --release` starts with an empty
+//! environment. With them anyone can forge a signed webhook or read the
+//! admin API, so a server that others can reach must not use them: it
+//! refuses to start on an address other than loopback while the admin token
+//! or any source secret is one of them. The values are read from the shipped
+//! file itself (compiled in), so this list cannot fall behind it.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::config::Config;
+
+const SHIPPED_CONFIG: &str = include_str!("../hookledger.toml");
+
+/// Keys of the shipped config whose literal values are credentials.
+const CREDENTIAL_KEYS: [&str; 2] = ["admin_token", "secret"];
+
+/// Every literal admin token and secret of the shipped config.
+fn shipped_values() -> BTreeSet<String> {
+    fn walk(value: &toml::Value, out: &mut BTreeSet<String>) {
+        if let toml::Value::Table(table) = value {
+            for (key, value) in table {
+                match value {
+                    toml::Value::String(s)
+                        if CREDENTIAL_KEYS.contains(&key.as_str()) && !s.contains("${") =>
+                    {
+                        out.insert(s.clone());
+                    }
+                    _ => walk(value, out),
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    let parsed: toml::Value =
+        toml::from_str(SHIPPED_CONFIG).expect("the shipped config is valid TOML (a unit test)");
+    walk(&parsed, &mut out);
+    out
+}
+
+/// The config keys that hold one of the shipped development values.
+pub fn keys_in_use(config: &Config) -> Vec<String> {
+    let shipped = shipped_values();
+    let mut keys = Vec::new();
+    if shipped.contains(config.server.admin_token.expose()) {
+        keys.push("server.admin_token".to_string());
+    }
+    for (name, source) in &config.sources {
+        if source
+            .secret
+            .as_ref()
+            .is_some_and(|s| shipped.contains(s.expose()))
+        {
+            keys.push(format!("sources.{name}.secret"));
+        }
+    }
+    keys
+}
+
+/// Refuses `addr` unless it is loopback or no development value is in use.
+pub fn check_address(config: &Config, addr: SocketAddr) -> anyhow::Result<()> {
+    let ip = addr.ip().to_canonical();
+    if ip.is_loopback() {
+        return Ok(());
+    }
+    let keys = keys_in_use(config);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to serve on {addr}, which is not a loopback address, while {} still hold the \
+         shipped config's development values (public in hookledger's repository, so anyone could \
+         sign webhooks or use the admin API with them): set them from the environment, e.g. \
+         secret = \"${{STRIPE_WEBHOOK_SECRET}}\" and HOOKLEDGER_ADMIN_TOKEN, or bind 127.0.0.1",
+        keys.join(", ")
+    )
+}
+
+/// [`check_address`] for every address `bind` resolves to, before binding.
+pub fn check_bind(config: &Config) -> anyhow::Result<()> {
+    let bind = &config.server.bind;
+    // An address that does not resolve fails at the bind itself, with the
+    // resolver's error.
+    for addr in bind.to_socket_addrs().into_iter().flatten() {
+        check_address(config, addr)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_admin_token_and_every_shipped_secret_are_known() {
+        let no_env = std::collections::BTreeMap::<String, String>::new();
+        let config = crate::config::load_str(SHIPPED_CONFIG, &no_env).unwrap();
+        let mut expected = vec!["server.admin_token".to_string()];
+        for (name, source) in &config.sources {
+            if source.secret.is_some() {
+                expected.push(format!("sources.{name}.secret"));
+            }
+        }
+        assert!(expected.len() > 2, "{expected:?}");
+        assert_eq!(keys_in_use(&config), expected);
+    }
+}
