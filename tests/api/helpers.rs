@@ -16,7 +16,7 @@ use hookledger::sources::Source;
 use hookledger::startup::Application;
 use hookledger::store::Store;
 use hookledger::worker::Worker;
-use serde_json::Value;
+use serde_json::{json, Value};
 use wiremock::MockServer;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -562,4 +562,26 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `GET /admin/events/{id}`, asserted to exist: the event as the admin API
+/// shows it.
+pub async fn event(app: &TestApp, id: i64) -> Value {
+    let answer = app.admin_get(&format!("/admin/events/{id}")).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body
+}
+
+/// Delivers a Stripe `invoice.paid` event for `invoice_id` to `source`,
+/// asserted to be first-seen; returns its ledger id.
+pub async fn deliver_invoice(app: &TestApp, source: &str, event_id: &str, invoice_id: &str) -> i64 {
+    let body = stripe_event(
+        event_id,
+        "invoice.paid",
+        app.now_secs(),
+        json!({"id": invoice_id, "object": "invoice"}),
+    );
+    let answer = app.deliver(source, &[], &body).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    answer.id()
 }

@@ -30,12 +30,6 @@ backend_tests!(
     the_background_loop_processes_events_and_stops_on_shutdown,
 );
 
-async fn event(app: &TestApp, id: i64) -> Value {
-    let answer = app.admin_get(&format!("/admin/events/{id}")).await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    answer.body
-}
-
 async fn domain_data(
     app: &TestApp,
     source: &str,
@@ -66,19 +60,6 @@ async fn metric(app: &TestApp, source: &str, result: &str) -> String {
     text.lines()
         .find_map(|line| line.strip_prefix(series.as_str()).map(str::to_string))
         .unwrap_or_else(|| "0".to_string())
-}
-
-/// Delivers a Stripe event for an invoice to `source`; returns its ledger id.
-async fn deliver_invoice(app: &TestApp, source: &str, event_id: &str, invoice_id: &str) -> i64 {
-    let body = stripe_event(
-        event_id,
-        "invoice.paid",
-        app.now_secs(),
-        json!({"id": invoice_id, "object": "invoice"}),
-    );
-    let answer = app.deliver(source, &[], &body).await;
-    assert_eq!(answer.status, 202, "{:?}", answer.body);
-    answer.id()
 }
 
 async fn a_failed_fetch_is_retried_after_its_backoff_and_the_fetched_document_becomes_the_row(

@@ -16,25 +16,6 @@ backend_tests!(
     a_dead_event_shows_no_processed_at,
 );
 
-async fn event(app: &TestApp, id: i64) -> Value {
-    let answer = app.admin_get(&format!("/admin/events/{id}")).await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    answer.body
-}
-
-/// Delivers a Stripe event for an invoice to `source`; returns its ledger id.
-async fn deliver_invoice(app: &TestApp, source: &str, event_id: &str, invoice_id: &str) -> i64 {
-    let body = stripe_event(
-        event_id,
-        "invoice.paid",
-        app.now_secs(),
-        json!({"id": invoice_id, "object": "invoice"}),
-    );
-    let answer = app.deliver(source, &[], &body).await;
-    assert_eq!(answer.status, 202, "{:?}", answer.body);
-    answer.id()
-}
-
 async fn answer_ok(app: &TestApp, event_id: &str) {
     Mock::given(method("GET"))
         .and(path(format!("/v1/events/{event_id}")))

@@ -9,7 +9,7 @@
 //! on conditions with a deadline; in-process apps run on a manual clock,
 //! spawned binaries on the real one.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -18,13 +18,6 @@ mod secrets;
 mod shutdown;
 mod storage;
 mod upstream;
-
-/// Generous: a deadline, not a duration anything waits for.
-async fn event(app: &TestApp, id: i64) -> Value {
-    let answer = app.admin_get(&format!("/admin/events/{id}")).await;
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    answer.body
-}
 
 /// Delivers a Stripe invoice event; returns the answer as is.
 async fn invoice(app: &TestApp, source: &str, event_id: &str, invoice_id: &str) -> Answer {
