@@ -405,8 +405,44 @@ pub fn load_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     let raw: RawConfig = value
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError(vec![e.message().to_string()]))?;
+        .map_err(|e: toml::de::Error| ConfigError(vec![without_value(e.message())]))?;
     validate(raw, env)
+}
+
+/// A type or variant error without the value it quotes. serde writes
+/// `invalid type: integer `123…`, expected a string` for an unquoted
+/// `secret = 123…`, and the string a misplaced `${VAR}` expanded to
+/// (`tolerance_secs = "${STRIPE_WEBHOOK_SECRET}"`): either may be a secret,
+/// and the message ends up in logs. The kind of value and what was expected
+/// are kept; field names (`unknown field `secrett``) are not values and stay.
+fn without_value(message: &str) -> String {
+    let message = message.trim();
+    for lead in ["invalid type: ", "invalid value: ", "unknown variant"] {
+        let Some(rest) = message.strip_prefix(lead) else {
+            continue;
+        };
+        // What follows the value is ours (the expected type or variants),
+        // so the last separator is the real one even if the value holds it.
+        let tail_at = [", expected ", ", there are no variants"]
+            .iter()
+            .filter_map(|sep| rest.rfind(sep))
+            .max()
+            .unwrap_or(rest.len());
+        let (found, tail) = rest.split_at(tail_at);
+        // `integer `5``, `floating point `1.5``, `string "…"`: the kind is
+        // what comes before the quoted value; `sequence` or `map` have none.
+        let kind = found
+            .find(['`', '"'])
+            .map_or(found, |at| &found[..at])
+            .trim_end();
+        let space = if kind.is_empty() || lead.ends_with(' ') {
+            ""
+        } else {
+            " "
+        };
+        return format!("{lead}{space}{kind}{tail}");
+    }
+    message.to_string()
 }
 
 /// Where a syntax error is and what it is, without the offending line that
