@@ -537,6 +537,14 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     {
         problems.push("server.database_url must start with sqlite:// or postgres://".into());
     }
+    if server.database_url.starts_with("sqlite:") && !names_a_sqlite_file(&server.database_url) {
+        problems.push(
+            "server.database_url names no SQLite file (sqlite://path/to/ledger.db): an \
+             in-memory or nameless database is private to each connection, so the ledger \
+             would have no tables and nothing would outlive the process"
+                .into(),
+        );
+    }
     if server.max_body_bytes == 0 {
         problems.push("server.max_body_bytes must be at least 1".into());
     }
@@ -596,6 +604,30 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         })
     } else {
         Err(ConfigError(problems))
+    }
+}
+
+/// Whether a `sqlite:` URL names a file. `sqlite://` (empty path) and
+/// `sqlite::memory:` open a database of their own on every connection:
+/// the migrations would run on one, and every webhook would then fail with
+/// "no table" on the others while `/readyz` said ready. A URL that does not
+/// parse is left to the store to report.
+fn names_a_sqlite_file(url: &str) -> bool {
+    use std::str::FromStr;
+    match sqlx::sqlite::SqliteConnectOptions::from_str(url) {
+        Ok(options) => {
+            // sqlx has no getter for its in-memory flag: `:memory:` becomes
+            // this file name, and `mode=memory` stays in the query.
+            let file = options.get_filename().to_string_lossy();
+            let memory_mode = url
+                .split_once('?')
+                .is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=memory"));
+            !(file.is_empty()
+                || file == ":memory:"
+                || file.starts_with("file:sqlx-in-memory-")
+                || memory_mode)
+        }
+        Err(_) => true,
     }
 }
 

@@ -206,3 +206,32 @@ async fn a_kept_alive_connection_that_stalls_in_its_next_request_head_is_closed(
         "the connection was still open {limit:?} after one byte of its second head"
     );
 }
+
+/// `DATABASE_URL=sqlite://` (no path) or `sqlite::memory:` started a server
+/// that said ready while every connection had a database of its own: the
+/// migrations ran on one, and every webhook was then 503 with "no such
+/// table: events" in the log, the cause never named. It is a start-up
+/// error that names the key.
+#[test]
+fn a_sqlite_url_without_a_file_is_a_start_up_error() {
+    for url in [
+        "sqlite://",
+        "sqlite:",
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite://x.db?mode=memory",
+    ] {
+        let text = format!("[server]\nadmin_token = \"t\"\ndatabase_url = \"{url}\"\n");
+        let found = problems(&text, &[]);
+        assert!(
+            found.iter().any(|p| p.contains("server.database_url")),
+            "{url}: {found:?}"
+        );
+    }
+    // A file is fine, relative or absolute.
+    let no_env: BTreeMap<String, String> = BTreeMap::new();
+    for url in ["sqlite://hookledger.db", "sqlite:///tmp/x/ledger.db"] {
+        let text = format!("[server]\nadmin_token = \"t\"\ndatabase_url = \"{url}\"\n");
+        config::load_str(&text, &no_env).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+}
