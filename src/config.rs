@@ -1109,6 +1109,38 @@ fetch.url = "https://x.example/{bad}"
     }
 
     #[test]
+    fn type_errors_keep_the_kind_and_drop_the_value() {
+        for (message, expected) in [
+            (
+                "invalid type: integer `12345`, expected a string",
+                "invalid type: integer, expected a string",
+            ),
+            (
+                "invalid type: string \"a, expected b\", expected u64",
+                "invalid type: string, expected u64",
+            ),
+            (
+                "invalid value: floating point `1.5`, expected usize",
+                "invalid value: floating point, expected usize",
+            ),
+            (
+                "invalid type: sequence, expected a string",
+                "invalid type: sequence, expected a string",
+            ),
+            (
+                "unknown variant `hunter2`, expected one of `header`, `pointer`",
+                "unknown variant, expected one of `header`, `pointer`",
+            ),
+            (
+                "unknown field `secrett`, expected one of `preset`",
+                "unknown field `secrett`, expected one of `preset`",
+            ),
+        ] {
+            assert_eq!(without_value(message), expected, "{message}");
+        }
+    }
+
+    #[test]
     fn secrets_never_print() {
         let text = format!("{MINIMAL}[sources.a]\npreset = \"github\"\nsecret = \"hunter2\"\nfetch.url = \"https://x.example/{{object_id}}\"\nfetch.bearer = \"sk_live_zzz\"\n");
         let config = load_str(&text, &env(&[])).unwrap();
