@@ -405,8 +405,44 @@ pub fn load_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     }
     let raw: RawConfig = value
         .try_into()
-        .map_err(|e: toml::de::Error| ConfigError(vec![e.message().to_string()]))?;
+        .map_err(|e: toml::de::Error| ConfigError(vec![without_value(e.message())]))?;
     validate(raw, env)
+}
+
+/// A type or variant error without the value it quotes. serde writes
+/// `invalid type: integer `123…`, expected a string` for an unquoted
+/// `secret = 123…`, and the string a misplaced `${VAR}` expanded to
+/// (`tolerance_secs = "${STRIPE_WEBHOOK_SECRET}"`): either may be a secret,
+/// and the message ends up in logs. The kind of value and what was expected
+/// are kept; field names (`unknown field `secrett``) are not values and stay.
+fn without_value(message: &str) -> String {
+    let message = message.trim();
+    for lead in ["invalid type: ", "invalid value: ", "unknown variant"] {
+        let Some(rest) = message.strip_prefix(lead) else {
+            continue;
+        };
+        // What follows the value is ours (the expected type or variants),
+        // so the last separator is the real one even if the value holds it.
+        let tail_at = [", expected ", ", there are no variants"]
+            .iter()
+            .filter_map(|sep| rest.rfind(sep))
+            .max()
+            .unwrap_or(rest.len());
+        let (found, tail) = rest.split_at(tail_at);
+        // `integer `5``, `floating point `1.5``, `string "…"`: the kind is
+        // what comes before the quoted value; `sequence` or `map` have none.
+        let kind = found
+            .find(['`', '"'])
+            .map_or(found, |at| &found[..at])
+            .trim_end();
+        let space = if kind.is_empty() || lead.ends_with(' ') {
+            ""
+        } else {
+            " "
+        };
+        return format!("{lead}{space}{kind}{tail}");
+    }
+    message.to_string()
 }
 
 /// Where a syntax error is and what it is, without the offending line that
@@ -501,6 +537,14 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     {
         problems.push("server.database_url must start with sqlite:// or postgres://".into());
     }
+    if server.database_url.starts_with("sqlite:") && !names_a_sqlite_file(&server.database_url) {
+        problems.push(
+            "server.database_url names no SQLite file (sqlite://path/to/ledger.db): an \
+             in-memory or nameless database is private to each connection, so the ledger \
+             would have no tables and nothing would outlive the process"
+                .into(),
+        );
+    }
     if server.max_body_bytes == 0 {
         problems.push("server.max_body_bytes must be at least 1".into());
     }
@@ -560,6 +604,30 @@ fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
         })
     } else {
         Err(ConfigError(problems))
+    }
+}
+
+/// Whether a `sqlite:` URL names a file. `sqlite://` (empty path) and
+/// `sqlite::memory:` open a database of their own on every connection:
+/// the migrations would run on one, and every webhook would then fail with
+/// "no table" on the others while `/readyz` said ready. A URL that does not
+/// parse is left to the store to report.
+fn names_a_sqlite_file(url: &str) -> bool {
+    use std::str::FromStr;
+    match sqlx::sqlite::SqliteConnectOptions::from_str(url) {
+        Ok(options) => {
+            // sqlx has no getter for its in-memory flag: `:memory:` becomes
+            // this file name, and `mode=memory` stays in the query.
+            let file = options.get_filename().to_string_lossy();
+            let memory_mode = url
+                .split_once('?')
+                .is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=memory"));
+            !(file.is_empty()
+                || file == ":memory:"
+                || file.starts_with("file:sqlx-in-memory-")
+                || memory_mode)
+        }
+        Err(_) => true,
     }
 }
 
@@ -1038,6 +1106,38 @@ fetch.url = "https://x.example/{bad}"
         let printed = format!("{config:?}");
         assert!(!printed.contains("pa55word"), "{printed}");
         assert!(printed.contains("db.internal"));
+    }
+
+    #[test]
+    fn type_errors_keep_the_kind_and_drop_the_value() {
+        for (message, expected) in [
+            (
+                "invalid type: integer `12345`, expected a string",
+                "invalid type: integer, expected a string",
+            ),
+            (
+                "invalid type: string \"a, expected b\", expected u64",
+                "invalid type: string, expected u64",
+            ),
+            (
+                "invalid value: floating point `1.5`, expected usize",
+                "invalid value: floating point, expected usize",
+            ),
+            (
+                "invalid type: sequence, expected a string",
+                "invalid type: sequence, expected a string",
+            ),
+            (
+                "unknown variant `hunter2`, expected one of `header`, `pointer`",
+                "unknown variant, expected one of `header`, `pointer`",
+            ),
+            (
+                "unknown field `secrett`, expected one of `preset`",
+                "unknown field `secrett`, expected one of `preset`",
+            ),
+        ] {
+            assert_eq!(without_value(message), expected, "{message}");
+        }
     }
 
     #[test]

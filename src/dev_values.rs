@@ -6,6 +6,12 @@
 //! refuses to start on an address other than loopback while the admin token
 //! or any source secret is one of them. The values are read from the shipped
 //! file itself (compiled in), so this list cannot fall behind it.
+//!
+//! A value is compared by what it does, not by its spelling: without the
+//! whitespace around it, and a Standard Webhooks secret also by the key it
+//! decodes to, since `whsec_…` with or without its base64 padding is the
+//! same HMAC key (an unpadded copy of the shipped secret signs exactly as
+//! the shipped one does).
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,16 +23,34 @@ const SHIPPED_CONFIG: &str = include_str!("../hookledger.toml");
 /// Keys of the shipped config whose literal values are credentials.
 const CREDENTIAL_KEYS: [&str; 2] = ["admin_token", "secret"];
 
-/// Every literal admin token and secret of the shipped config.
-fn shipped_values() -> BTreeSet<String> {
-    fn walk(value: &toml::Value, out: &mut BTreeSet<String>) {
+/// The forms a credential takes in use: its bytes without surrounding
+/// whitespace, and the HMAC key it decodes to if it is a Standard Webhooks
+/// secret.
+fn effective_forms(value: &str) -> Vec<Vec<u8>> {
+    let trimmed = value.trim();
+    let mut forms = vec![trimmed.as_bytes().to_vec()];
+    forms.extend(crate::sources::standard_webhooks_key(trimmed));
+    forms
+}
+
+/// Whether `value` is, in effect, one of the shipped values.
+fn is_shipped(shipped: &BTreeSet<Vec<u8>>, value: &str) -> bool {
+    effective_forms(value)
+        .iter()
+        .any(|form| shipped.contains(form))
+}
+
+/// Every literal admin token and secret of the shipped config, in each of
+/// its effective forms.
+fn shipped_values() -> BTreeSet<Vec<u8>> {
+    fn walk(value: &toml::Value, out: &mut BTreeSet<Vec<u8>>) {
         if let toml::Value::Table(table) = value {
             for (key, value) in table {
                 match value {
                     toml::Value::String(s)
                         if CREDENTIAL_KEYS.contains(&key.as_str()) && !s.contains("${") =>
                     {
-                        out.insert(s.clone());
+                        out.extend(effective_forms(s));
                     }
                     _ => walk(value, out),
                 }
@@ -44,14 +68,14 @@ fn shipped_values() -> BTreeSet<String> {
 pub fn keys_in_use(config: &Config) -> Vec<String> {
     let shipped = shipped_values();
     let mut keys = Vec::new();
-    if shipped.contains(config.server.admin_token.expose()) {
+    if is_shipped(&shipped, config.server.admin_token.expose()) {
         keys.push("server.admin_token".to_string());
     }
     for (name, source) in &config.sources {
         if source
             .secret
             .as_ref()
-            .is_some_and(|s| shipped.contains(s.expose()))
+            .is_some_and(|s| is_shipped(&shipped, s.expose()))
         {
             keys.push(format!("sources.{name}.secret"));
         }
