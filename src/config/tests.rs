@@ -1,0 +1,248 @@
+//! Unit tests of loading and validating configs.
+
+use super::*;
+
+const MINIMAL: &str = "[server]\nadmin_token = \"t\"\n";
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn problems(text: &str) -> Vec<String> {
+    load_str(text, &env(&[])).expect_err("should be refused").0
+}
+
+#[test]
+fn the_shipped_config_loads_with_an_empty_environment() {
+    let text = include_str!("../../hookledger.toml");
+    let config = load_str(text, &env(&[])).expect("shipped config is valid");
+    assert_eq!(config.server.bind, "127.0.0.1:8080");
+    assert_eq!(config.server.database_url, "sqlite://hookledger.db");
+    for preset in Preset::ALL {
+        assert!(
+            config.sources.values().any(|s| s.preset == preset),
+            "the shipped config has a {} source",
+            preset.as_str()
+        );
+    }
+}
+
+#[test]
+fn variables_are_expanded_and_env_overrides_win() {
+    let text = r#"
+[server]
+admin_token = "${TOKEN}"
+bind = "0.0.0.0:1"
+[sources.s]
+preset = "github"
+secret = "pre-${GH}-post"
+"#;
+    let config = load_str(
+        text,
+        &env(&[
+            ("TOKEN", "from-var"),
+            ("GH", "x"),
+            ("HOOKLEDGER_BIND", "127.0.0.1:9"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.server.admin_token.expose(), "from-var");
+    assert_eq!(config.server.bind, "127.0.0.1:9");
+    assert_eq!(config.server.database_url, "postgres://u@h/db");
+    assert_eq!(
+        config.sources["s"].secret.as_ref().unwrap().expose(),
+        "pre-x-post"
+    );
+    let overridden = load_str(
+        text,
+        &env(&[("TOKEN", "a"), ("GH", "x"), ("HOOKLEDGER_ADMIN_TOKEN", "b")]),
+    )
+    .unwrap();
+    assert_eq!(overridden.server.admin_token.expose(), "b");
+}
+
+#[test]
+fn a_missing_variable_is_named() {
+    let found = problems("[server]\nadmin_token = \"${NOT_SET_ANYWHERE}\"\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].contains("NOT_SET_ANYWHERE"), "{found:?}");
+}
+
+#[test]
+fn a_source_without_secret_must_say_verify_off() {
+    let found = problems(&format!("{MINIMAL}[sources.a]\npreset = \"stripe\"\n"));
+    assert!(found[0].contains("verify = \"off\""), "{found:?}");
+    let ok = load_str(
+        &format!("{MINIMAL}[sources.a]\npreset = \"generic\"\nverify = \"off\"\n"),
+        &env(&[]),
+    );
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn bad_templates_are_refused() {
+    for (template, expect) in [
+        ("https://api.example.com/{nope}", "unknown placeholder"),
+        ("https://{object_id}.example.com/x", "after the host"),
+        ("https://api.example.com/{object_id", "unclosed"),
+        ("ftp://api.example.com/{object_id}", "http"),
+        ("not a url {object_id}", "valid URL"),
+        ("https:///{object_id}", "host"),
+        ("https:///{object_id}/x", "host"),
+        ("https://\t/{object_id}", "host"),
+        ("https://\\\\/{object_id}", "host"),
+    ] {
+        let text = format!(
+            "{MINIMAL}[sources.a]\npreset = \"acuity\"\nsecret = \"k\"\nfetch.url = \"{template}\"\n"
+        );
+        let found = problems(&text);
+        assert!(
+            found.iter().any(|p| p.contains(expect)),
+            "{template}: {found:?}"
+        );
+    }
+    assert!(
+        check_template("https://api.example.com/v1/{object_type}/{object_id}?x={action}").is_ok()
+    );
+}
+
+#[test]
+fn an_unknown_preset_is_refused() {
+    let found = problems(&format!(
+        "{MINIMAL}[sources.a]\npreset = \"paypal\"\nsecret = \"k\"\n"
+    ));
+    assert!(found[0].contains("unknown preset \"paypal\""), "{found:?}");
+}
+
+#[test]
+fn the_body_timeout_defaults_to_15_s_and_must_be_between_1_s_and_a_day() {
+    let config = load_str(MINIMAL, &env(&[])).unwrap();
+    assert_eq!(config.server.body_timeout_secs, 15);
+    let set = load_str(&format!("{MINIMAL}body_timeout_secs = 2\n"), &env(&[])).unwrap();
+    assert_eq!(set.server.body_timeout_secs, 2);
+    for bad in [0, MAX_BODY_TIMEOUT_SECS + 1] {
+        let found = problems(&format!("{MINIMAL}body_timeout_secs = {bad}\n"));
+        assert!(found[0].contains("body_timeout_secs"), "{bad}: {found:?}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[server]
+max_body_bytes = 0
+batch_writers = 0
+[sources.a]
+preset = "paypal"
+secret = "k"
+[sources.b]
+preset = "stripe"
+[sources.c]
+preset = "acuity"
+secret = "k"
+actions = { scheduled = "sometimes" }
+fetch.url = "https://x.example/{bad}"
+"#;
+    let found = problems(text);
+    for expect in [
+        "admin_token",
+        "max_body_bytes",
+        "batch_writers",
+        "paypal",
+        "sources.b",
+        "sometimes",
+        "{bad}",
+    ] {
+        assert!(
+            found.iter().any(|p| p.contains(expect)),
+            "{expect} in {found:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_names_are_refused() {
+    let found = problems("[server]\nadmin_token = \"t\"\nbnid = \"x\"\n");
+    assert!(found[0].contains("bnid"), "{found:?}");
+    let found = problems(&format!(
+        "{MINIMAL}[sources.\"a/b\"]\npreset = \"generic\"\nverify = \"off\"\n"
+    ));
+    assert!(found[0].contains("source name"), "{found:?}");
+    let found = problems(&format!(
+        "{MINIMAL}[sources.a]\npreset = \"standard\"\nsecret = \"not-whsec\"\n"
+    ));
+    assert!(found[0].contains("whsec_"), "{found:?}");
+}
+
+#[test]
+fn max_retry_after_secs_defaults_to_an_hour_and_must_be_at_least_one() {
+    let config = load_str(MINIMAL, &env(&[])).unwrap();
+    assert_eq!(config.processing.max_retry_after_secs, 3600);
+    let set = load_str(
+        &format!("{MINIMAL}[processing]\nmax_retry_after_secs = 120\n"),
+        &env(&[]),
+    )
+    .unwrap();
+    assert_eq!(set.processing.max_retry_after_secs, 120);
+    let found = problems(&format!(
+        "{MINIMAL}[processing]\nmax_retry_after_secs = 0\n"
+    ));
+    assert!(found[0].contains("max_retry_after_secs"), "{found:?}");
+}
+
+#[test]
+fn database_passwords_never_print() {
+    let config = load_str(
+        &format!("{MINIMAL}database_url = \"postgres://app:pa55word@db.internal/ledger?sslmode=require\"\n"),
+        &env(&[]),
+    )
+    .unwrap();
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("pa55word"), "{printed}");
+    assert!(printed.contains("db.internal"));
+}
+
+#[test]
+fn type_errors_keep_the_kind_and_drop_the_value() {
+    for (message, expected) in [
+        (
+            "invalid type: integer `12345`, expected a string",
+            "invalid type: integer, expected a string",
+        ),
+        (
+            "invalid type: string \"a, expected b\", expected u64",
+            "invalid type: string, expected u64",
+        ),
+        (
+            "invalid value: floating point `1.5`, expected usize",
+            "invalid value: floating point, expected usize",
+        ),
+        (
+            "invalid type: sequence, expected a string",
+            "invalid type: sequence, expected a string",
+        ),
+        (
+            "unknown variant `hunter2`, expected one of `header`, `pointer`",
+            "unknown variant, expected one of `header`, `pointer`",
+        ),
+        (
+            "unknown field `secrett`, expected one of `preset`",
+            "unknown field `secrett`, expected one of `preset`",
+        ),
+    ] {
+        assert_eq!(without_value(message), expected, "{message}");
+    }
+}
+
+#[test]
+fn secrets_never_print() {
+    let text = format!("{MINIMAL}[sources.a]\npreset = \"github\"\nsecret = \"hunter2\"\nfetch.url = \"https://x.example/{{object_id}}\"\nfetch.bearer = \"sk_live_zzz\"\n");
+    let config = load_str(&text, &env(&[])).unwrap();
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("hunter2") && !printed.contains("sk_live_zzz"));
+    assert!(printed.contains("[redacted]"));
+}
