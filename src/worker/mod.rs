@@ -431,7 +431,7 @@ impl Worker {
                 if cancel.is_cancelled() {
                     return None;
                 }
-                Some(fetch::fetch_json(client, config, &url, self.clock.now_ms()).await)
+                Some(fetch::fetch_json(client, config, &url, self.clock.as_ref()).await)
             })
             .await;
         let mut result = match waited {

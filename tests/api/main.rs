@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod break_leases;
 mod faults;
 mod hostile;
 mod ingest;
