@@ -115,10 +115,18 @@ impl Worker {
             tracing::error!(error = %e, "cannot build the HTTP client; fetches will fail");
             format!("HTTP client unavailable: {e}")
         });
-        let limits = RateLimits::new(sources.iter().filter_map(|(name, source)| {
-            let fetch = source.config.fetch.as_ref()?;
-            Some((name.as_str(), fetch.rate_per_sec))
-        }));
+        // A source's pause is cut where an event's retry is: an upstream's
+        // `Retry-After` holds up to `max_retry_after_secs` for both.
+        let max_pause_ms =
+            i64::try_from(config.processing.max_retry_after_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+        let limits = RateLimits::new(
+            sources.iter().filter_map(|(name, source)| {
+                let fetch = source.config.fetch.as_ref()?;
+                Some((name.as_str(), fetch.rate_per_sec))
+            }),
+            max_pause_ms,
+        );
         Worker {
             store,
             config,

@@ -2,7 +2,9 @@
 //! break found against the code as it was, kept as a regression test:
 //!
 //! - a `Retry-After` in seconds counts from the answer (RFC 9110 §10.2.3),
-//!   not from the request, so a slow upstream cannot shorten it.
+//!   not from the request, so a slow upstream cannot shorten it;
+//! - a 429's pause of its whole source is honoured up to
+//!   `processing.max_retry_after_secs`, not up to a fixed hour.
 //!
 //! The upstream here is a socket that holds each request until the test
 //! answers it, so "the clock moved while the fetch was in flight" is a fact
@@ -15,11 +17,16 @@ use std::thread;
 
 use serde_json::json;
 use tokio::sync::mpsc;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
 
 use crate::backend_tests;
 use crate::helpers::*;
 
-backend_tests!(a_retry_after_in_seconds_counts_from_the_answer_not_from_the_request);
+backend_tests!(
+    a_retry_after_in_seconds_counts_from_the_answer_not_from_the_request,
+    a_429_pauses_its_source_for_longer_than_an_hour_when_max_retry_after_secs_allows,
+);
 
 /// An upstream that accepts one request at a time, reports its path and
 /// waits for the test to hand it the raw answer to write back.
@@ -188,4 +195,81 @@ async fn a_retry_after_in_seconds_counts_from_the_answer_not_from_the_request(ba
     );
     assert_eq!(draining.await.unwrap(), 1);
     assert_eq!(status_of(&app, id).await, "done");
+}
+
+async fn fetches_of(app: &TestApp, event_id: &str) -> usize {
+    let wanted = format!("/v1/events/{event_id}");
+    app.upstream
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == wanted)
+        .count()
+}
+
+/// `max_retry_after_secs = 7200` and a 429 with `Retry-After: 7000`: the
+/// whole source waits 7000 s (SPEC §2: "429 + Retry-After from upstream is
+/// honoured", and only a `Retry-After` beyond `max_retry_after_secs` is
+/// cut). The source's pause used to be cut to a fixed hour (`rate.rs`'s
+/// `MAX_PAUSE_MS`) whatever the config said, so another event of the source
+/// was fetched 3600 s into the 7000 the upstream asked for.
+async fn a_429_pauses_its_source_for_longer_than_an_hour_when_max_retry_after_secs_allows(
+    backend: Backend,
+) {
+    let app = spawn_app_with(
+        backend,
+        TestOptions {
+            processing_toml: "max_retry_after_secs = 7200\n".into(),
+            ..TestOptions::default()
+        },
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/events/evt_a"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "7000"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.upstream)
+        .await;
+    for event_id in ["evt_a", "evt_b"] {
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/events/{event_id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": event_id})))
+            .with_priority(2)
+            .mount(&app.upstream)
+            .await;
+    }
+    let deliver = |event_id: &'static str, invoice: &'static str| {
+        let body = stripe_event(
+            event_id,
+            "invoice.paid",
+            app.now_secs(),
+            json!({"id": invoice, "object": "invoice"}),
+        );
+        let app = &app;
+        async move {
+            let answer = app.deliver("stripe_fetch", &[], &body).await;
+            assert_eq!(answer.status, 202, "{:?}", answer.body);
+            answer.id()
+        }
+    };
+    let a = deliver("evt_a", "in_a").await;
+    assert_eq!(app.drain().await, 1, "the 429");
+    let b = deliver("evt_b", "in_b").await;
+    assert_eq!(app.drain().await, 0, "b waits for the source's pause");
+
+    app.clock.advance_ms(3_600_001);
+    app.drain().await;
+    assert_eq!(
+        fetches_of(&app, "evt_b").await,
+        0,
+        "3600 s into a 7000 s Retry-After, the source is still paused"
+    );
+    app.clock.advance_ms(7_000_000 - 3_600_001);
+    assert_eq!(app.drain().await, 2, "after 7000 s, both are fetched");
+    for id in [a, b] {
+        assert_eq!(status_of(&app, id).await, "done");
+    }
+    assert_eq!(fetches_of(&app, "evt_b").await, 1);
 }
