@@ -96,6 +96,10 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let token: i64 = rand::random::<i64>() & i64::MAX;
+        // `lease_secs` is unbounded in the config (the worker saturates its
+        // milliseconds at `i64::MAX`): a sum that wrapped would be a lease
+        // expired long ago, taken over again at the next poll.
+        let lease_until = now_ms.saturating_add(lease_ms);
         let sql = match self {
             // One statement: SQLite runs it under the write lock, so the
             // selection and the update cannot interleave with another claim.
@@ -124,7 +128,7 @@ impl Store {
             Store::Sqlite(sqlite) => {
                 sqlx::query_as(&sql)
                     .bind(token)
-                    .bind(now_ms + lease_ms)
+                    .bind(lease_until)
                     .bind(now_ms)
                     .bind(limit)
                     .fetch_all(&sqlite.work)
@@ -142,7 +146,7 @@ impl Store {
                     .await?;
                 let claimed = sqlx::query_as(&sql)
                     .bind(token)
-                    .bind(now_ms + lease_ms)
+                    .bind(lease_until)
                     .bind(now_ms)
                     .bind(limit)
                     .fetch_all(&mut *tx)

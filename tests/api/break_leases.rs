@@ -4,7 +4,8 @@
 //! - a `Retry-After` in seconds counts from the answer (RFC 9110 §10.2.3),
 //!   not from the request, so a slow upstream cannot shorten it;
 //! - a 429's pause of its whole source is honoured up to
-//!   `processing.max_retry_after_secs`, not up to a fixed hour.
+//!   `processing.max_retry_after_secs`, not up to a fixed hour;
+//! - a lease of any length (`lease_secs` is unbounded) holds once claimed.
 //!
 //! The upstream here is a socket that holds each request until the test
 //! answers it, so "the clock moved while the fetch was in flight" is a fact
@@ -26,6 +27,7 @@ use crate::helpers::*;
 backend_tests!(
     a_retry_after_in_seconds_counts_from_the_answer_not_from_the_request,
     a_429_pauses_its_source_for_longer_than_an_hour_when_max_retry_after_secs_allows,
+    a_lease_of_any_length_is_not_expired_once_claimed,
 );
 
 /// An upstream that accepts one request at a time, reports its path and
@@ -272,4 +274,38 @@ async fn a_429_pauses_its_source_for_longer_than_an_hour_when_max_retry_after_se
         assert_eq!(status_of(&app, id).await, "done");
     }
     assert_eq!(fetches_of(&app, "evt_b").await, 1);
+}
+
+/// `lease_secs` has no upper bound in the config, and the worker turns it
+/// into milliseconds with saturation (`i64::MAX` for anything from about
+/// 9.2·10^15 s). The claim added that to `now` unchecked: in a release build
+/// the sum wrapped to a lease that had expired long ago, so every poll took
+/// the event over again (two fetches at once, processed over and over); in
+/// a debug build the claim panicked. A lease this long must simply hold.
+async fn a_lease_of_any_length_is_not_expired_once_claimed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = stripe_event(
+        "evt_long",
+        "invoice.paid",
+        app.now_secs(),
+        json!({"id": "in_long", "object": "invoice"}),
+    );
+    let answer = app.deliver("stripe", &[], &body).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let now = app.clock.now_ms();
+    let claimed = app.store.claim(now, i64::MAX, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        app.store
+            .claim(now + 1, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the event is held, not taken over at the next poll"
+    );
+    app.store
+        .complete(&claimed[0], None, now + 2)
+        .await
+        .unwrap();
+    assert_eq!(status_of(&app, answer.id()).await, "done");
 }
