@@ -5,7 +5,9 @@
 //!   not from the request, so a slow upstream cannot shorten it;
 //! - a 429's pause of its whole source is honoured up to
 //!   `processing.max_retry_after_secs`, not up to a fixed hour;
-//! - a lease of any length (`lease_secs` is unbounded) holds once claimed.
+//! - a lease of any length (`lease_secs` is unbounded) holds once claimed;
+//! - a `dead` event shows no `processed_at`, also one written by a build
+//!   from before that rule.
 //!
 //! The upstream here is a socket that holds each request until the test
 //! answers it, so "the clock moved while the fetch was in flight" is a fact
@@ -16,7 +18,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 
-use serde_json::json;
+use hookledger::store::Store;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
@@ -28,6 +31,7 @@ backend_tests!(
     a_retry_after_in_seconds_counts_from_the_answer_not_from_the_request,
     a_429_pauses_its_source_for_longer_than_an_hour_when_max_retry_after_secs_allows,
     a_lease_of_any_length_is_not_expired_once_claimed,
+    a_dead_event_recorded_by_an_earlier_build_shows_no_processed_at,
 );
 
 /// An upstream that accepts one request at a time, reports its path and
@@ -308,4 +312,53 @@ async fn a_lease_of_any_length_is_not_expired_once_claimed(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(status_of(&app, answer.id()).await, "done");
+}
+
+/// Builds before 252b0d3 gave a `dead` event a `processed_at` (the instant it
+/// died), and nothing cleared it: on a database they wrote, the admin API
+/// went on showing a completion instant for an event that never completed.
+/// Only a `done` event has one to show.
+async fn a_dead_event_recorded_by_an_earlier_build_shows_no_processed_at(backend: Backend) {
+    let app = spawn_app(backend).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/events/evt_died"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&app.upstream)
+        .await;
+    let body = stripe_event(
+        "evt_died",
+        "invoice.paid",
+        app.now_secs(),
+        json!({"id": "in_died", "object": "invoice"}),
+    );
+    let answer = app.deliver("stripe_fetch", &[], &body).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let id = answer.id();
+    assert_eq!(app.drain().await, 1);
+    assert_eq!(status_of(&app, id).await, "dead");
+    // What the earlier build's `Store::fail` wrote for a dead event.
+    const EARLIER_FAIL: &str = "UPDATE events SET processed_at = $1 WHERE id = $2";
+    let died_at = app.clock.now_ms();
+    match &app.store {
+        Store::Sqlite(s) => sqlx::query(EARLIER_FAIL)
+            .bind(died_at)
+            .bind(id)
+            .execute(&s.pool)
+            .await
+            .map(|_| ()),
+        Store::Postgres(p) => sqlx::query(EARLIER_FAIL)
+            .bind(died_at)
+            .bind(id)
+            .execute(&p.pool)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap();
+
+    let shown = app.admin_get(&format!("/admin/events/{id}")).await.body;
+    assert_eq!(shown["status"], "dead", "{shown}");
+    assert_eq!(shown["processed_at"], Value::Null, "{shown}");
+    let listed = app.admin_get("/admin/events?status=dead").await.body;
+    assert_eq!(listed["items"][0]["id"], id, "{listed}");
+    assert_eq!(listed["items"][0]["processed_at"], Value::Null, "{listed}");
 }
