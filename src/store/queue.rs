@@ -1,8 +1,8 @@
 //! The ledger as a work queue. Workers claim due events with a lease (a
 //! random token and an expiry); every later change to a claimed event is
-//! guarded by `id`, `status = 'processing'` and that token in the `WHERE`
-//! clause, so a worker whose lease was taken over can no longer complete,
-//! fail or release it. An expired lease makes the event claimable again by
+//! guarded by `id`, `status = 'processing'`, that token and a lease still
+//! running in the `WHERE` clause, so a worker whose lease was taken over or
+//! ran out can no longer complete, fail or release it. An expired lease makes the event claimable again by
 //! the same claim query.
 //!
 //! Per-object order: an event is claimable only when no earlier event of the
@@ -190,7 +190,7 @@ impl Store {
         const FAIL: &str = "\
             UPDATE events SET status = $1, next_attempt_at = $2, last_error = $3, \
                 processed_at = NULL, lease_token = NULL, lease_until = NULL \
-            WHERE id = $4 AND lease_token = $5 AND status = 'processing'";
+            WHERE id = $4 AND lease_token = $5 AND status = 'processing' AND lease_until > $6";
         let (status, next) = match retry_at_ms {
             Some(at) => ("failed", at),
             None => ("dead", now_ms),
@@ -203,6 +203,7 @@ impl Store {
                 .bind(error)
                 .bind(event.id)
                 .bind(event.lease_token)
+                .bind(now_ms)
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -216,8 +217,13 @@ impl Store {
     /// Gives a claimed event back without counting the attempt (shutdown):
     /// it is due again at once.
     pub async fn release(&self, event: &ClaimedEvent, now_ms: i64) -> Result<(), QueueError> {
-        self.defer(event, now_ms, "released at shutdown before finishing")
-            .await
+        self.defer(
+            event,
+            now_ms,
+            now_ms,
+            "released at shutdown before finishing",
+        )
+        .await
     }
 
     /// Gives a claimed event back without counting the attempt, due again at
@@ -227,6 +233,7 @@ impl Store {
     pub async fn defer(
         &self,
         event: &ClaimedEvent,
+        now_ms: i64,
         until_ms: i64,
         reason: &str,
     ) -> Result<(), QueueError> {
@@ -234,7 +241,7 @@ impl Store {
             UPDATE events SET status = 'failed', next_attempt_at = $1, \
                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
                 last_error = $2, lease_token = NULL, lease_until = NULL \
-            WHERE id = $3 AND lease_token = $4 AND status = 'processing'";
+            WHERE id = $3 AND lease_token = $4 AND status = 'processing' AND lease_until > $5";
         let _gate = self.write_gate().await;
         let done = with_work_pool!(self, pool => {
             sqlx::query(DEFER)
@@ -242,6 +249,7 @@ impl Store {
                 .bind(reason)
                 .bind(event.id)
                 .bind(event.lease_token)
+                .bind(now_ms)
                 .execute(pool)
                 .await?
                 .rows_affected()

@@ -418,7 +418,7 @@ impl Worker {
                 tracing::debug!(event_id = event.id, source = %event.source, ready_at, "rate-limited; handed back");
                 let result = self
                     .store
-                    .defer(event, ready_at, "waiting for the source's rate limit")
+                    .defer(event, now, ready_at, "waiting for the source's rate limit")
                     .await;
                 return self
                     .settle(event, result, Outcome::Deferred)

@@ -7,7 +7,9 @@
 //!   `processing.max_retry_after_secs`, not up to a fixed hour;
 //! - a lease of any length (`lease_secs` is unbounded) holds once claimed;
 //! - a `dead` event shows no `processed_at`, also one written by a build
-//!   from before that rule.
+//!   from before that rule;
+//! - a lease that ran out stays lost: a stalled worker that wakes up cannot
+//!   renew it or finish with it, since by then its object may have moved on.
 //!
 //! The upstream here is a socket that holds each request until the test
 //! answers it, so "the clock moved while the fetch was in flight" is a fact
@@ -18,6 +20,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 
+use hookledger::store::queue::QueueError;
 use hookledger::store::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -32,6 +35,7 @@ backend_tests!(
     a_429_pauses_its_source_for_longer_than_an_hour_when_max_retry_after_secs_allows,
     a_lease_of_any_length_is_not_expired_once_claimed,
     a_dead_event_recorded_by_an_earlier_build_shows_no_processed_at,
+    a_stalled_worker_cannot_revive_a_lease_that_ran_out,
 );
 
 /// An upstream that accepts one request at a time, reports its path and
@@ -148,8 +152,8 @@ fn drain_in_background(app: &TestApp) -> tokio::task::JoinHandle<usize> {
     tokio::spawn(async move { worker.drain().await.expect("draining the worker") })
 }
 
-/// `Retry-After: 1800` on an answer that came 600 s (of the event's clock)
-/// after its request: the retry is due 1800 s after the answer. It used to
+/// `Retry-After: 1800` on an answer that came 20 s (of the event's clock;
+/// less than the lease, so the worker still holds the event) after its request: the retry is due 1800 s after the answer. It used to
 /// be counted from the request, so the longer the upstream took, the less
 /// of its `Retry-After` was honoured — and with leases renewed for as long
 /// as `fetch.timeout_secs` allows, an upstream slower than its own
@@ -169,15 +173,15 @@ async fn a_retry_after_in_seconds_counts_from_the_answer_not_from_the_request(ba
 
     let draining = drain_in_background(&app);
     assert_eq!(upstream.next_request().await, "/things/t1");
-    app.clock.advance_ms(600_000);
+    app.clock.advance_ms(20_000);
     let answered_at = app.clock.now_ms();
     upstream.answer("503 Service Unavailable", &[("Retry-After", "1800")], "");
     assert_eq!(draining.await.unwrap(), 1, "the 503 is a finished attempt");
     assert_eq!(status_of(&app, id).await, "failed");
 
-    // Counted from the request, it was due 1200 s after the answer; it is
+    // Counted from the request, it was due 1780 s after the answer; it is
     // due 1800 s after, not a millisecond sooner.
-    for not_yet in [1_200_000, 1_800_000 - 1] {
+    for not_yet in [1_780_000, 1_800_000 - 1] {
         app.clock.set_ms(answered_at + not_yet);
         let draining = drain_in_background(&app);
         tokio::select! {
@@ -361,4 +365,91 @@ async fn a_dead_event_recorded_by_an_earlier_build_shows_no_processed_at(backend
     let listed = app.admin_get("/admin/events?status=dead").await.body;
     assert_eq!(listed["items"][0]["id"], id, "{listed}");
     assert_eq!(listed["items"][0]["processed_at"], Value::Null, "{listed}");
+}
+
+/// Delivers a Stripe event for invoice `invoice` (no fetch); its ledger id.
+async fn deliver_plain(app: &TestApp, event_id: &str, invoice: &str) -> i64 {
+    let body = stripe_event(
+        event_id,
+        "invoice.paid",
+        app.now_secs(),
+        json!({"id": invoice, "object": "invoice"}),
+    );
+    let answer = app.deliver("stripe", &[], &body).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    answer.id()
+}
+
+/// A worker holds event 2 of an object and stalls past its lease, while
+/// event 1 of that object — done — is replayed: with the lease run out,
+/// the claim hands event 1 to another worker (the replayed older event
+/// waits for a *live* lease only; it must not wait for a worker that is
+/// gone). When the stalled worker wakes, its lease must stay lost: the
+/// renewal used to succeed (its `WHERE` asked only for the token, not for
+/// a lease still running), so the worker carried on fetching and completed
+/// event 2 beside event 1 — two events of one object in flight at once —
+/// although the queue had already treated its lease as gone.
+async fn a_stalled_worker_cannot_revive_a_lease_that_ran_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = deliver_plain(&app, "evt_r1", "in_r").await;
+    let second = deliver_plain(&app, "evt_r2", "in_r").await;
+    let t0 = app.clock.now_ms();
+    let one = app.store.claim(t0, 1_000, 10).await.unwrap();
+    assert_eq!(one.iter().map(|e| e.id).collect::<Vec<_>>(), [first]);
+    app.store.complete(&one[0], None, t0).await.unwrap();
+    let stalled = app.store.claim(t0, 1_000, 10).await.unwrap();
+    assert_eq!(stalled.iter().map(|e| e.id).collect::<Vec<_>>(), [second]);
+    assert_eq!(
+        app.admin_post(&format!("/admin/events/{first}/replay"))
+            .await
+            .status,
+        202
+    );
+
+    // Past the stalled worker's lease (t0 + 1000), another worker claims.
+    let later = t0 + 2_000;
+    let taken = app.store.claim(later, 30_000, 10).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [first],
+        "the replayed older event runs once the newer one's lease ran out"
+    );
+    // The stalled worker wakes up.
+    assert!(
+        matches!(
+            app.store.renew_lease(&stalled[0], later, later + 1_000).await,
+            Err(QueueError::LeaseLost(id)) if id == second
+        ),
+        "a lease that ran out is not renewed: event {first} of the object is in flight"
+    );
+    assert!(
+        matches!(
+            app.store.complete(&stalled[0], None, later).await,
+            Err(QueueError::LeaseLost(_))
+        ),
+        "nor completed with"
+    );
+    assert!(
+        matches!(
+            app.store
+                .fail(&stalled[0], "late", Some(later + 5_000), later)
+                .await,
+            Err(QueueError::LeaseLost(_))
+        ),
+        "nor failed with"
+    );
+    assert!(
+        matches!(
+            app.store.release(&stalled[0], later).await,
+            Err(QueueError::LeaseLost(_))
+        ),
+        "nor released"
+    );
+    assert_eq!(status_of(&app, second).await, "processing");
+    // Once event 1 is done, event 2 is taken over and finished.
+    app.store.complete(&taken[0], None, later).await.unwrap();
+    let retaken = app.store.claim(later, 30_000, 10).await.unwrap();
+    assert_eq!(retaken.iter().map(|e| e.id).collect::<Vec<_>>(), [second]);
+    app.store.complete(&retaken[0], None, later).await.unwrap();
+    assert_eq!(status_of(&app, second).await, "done");
 }
