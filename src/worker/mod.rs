@@ -547,7 +547,7 @@ impl Worker {
             }
             Err(QueueError::LeaseLost(id)) => {
                 tracing::warn!(event_id = id, source = %event.source,
-                    "lease lost (it expired and another worker claimed the event); leaving it to them");
+                    "lease lost (it ran out, and the event is due again or another worker holds it); leaving it");
                 Ok(Outcome::LeaseLost)
             }
             Err(QueueError::Store(e)) => Err(e),
