@@ -68,8 +68,12 @@ pub struct Stats {
     pub by_source: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
+/// `processed_at` is when processing completed, so only a `done` event shows
+/// one: builds before 252b0d3 also stamped it on `dead` events, and their
+/// rows still carry it.
 const EVENT_COLUMNS: &str = "id, source, dedup_key, strategy, status, attempts, last_error, \
-provider_event_id, action, object_type, object_id, received_at, processed_at, duplicates, \
+provider_event_id, action, object_type, object_id, received_at, \
+CASE WHEN status = 'done' THEN processed_at END AS processed_at, duplicates, \
 last_duplicate_at, payload_differs";
 
 impl Store {

@@ -7,8 +7,9 @@
 //! statement text never changes and stays prepared.
 //!
 //! A completion is keyed by its event *and* lease token: only one whose lease
-//! is still held (the `UPDATE` returned it) is done and gets its domain
-//! write. One event can appear twice in a batch — a worker that lost its
+//! is still held (the `UPDATE` returned it; a lease that ran out by the
+//! completion's `now` is not held, see `lease.rs`) is done and gets its
+//! domain write. One event can appear twice in a batch — a worker that lost its
 //! lease and the new holder finishing at the same time — and then the stale
 //! one changes nothing and is answered `false`, whatever its place in the
 //! batch. Per-object order means a batch normally holds at most one event per
@@ -112,6 +113,7 @@ WITH b AS (SELECT j.value ->> 0 AS id, j.value ->> 1 AS token FROM json_each($2)
 UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
     lease_until = NULL, last_error = NULL \
 FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
+    AND events.lease_until > $1 \
 RETURNING events.id";
 
 const SQLITE_UPSERT_DOMAIN: &str = "\
@@ -134,6 +136,7 @@ WITH b AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) AS b(id, token)) \
 UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
     lease_until = NULL, last_error = NULL \
 FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
+    AND events.lease_until > $1 \
 RETURNING events.id";
 
 const POSTGRES_UPSERT_DOMAIN: &str = "\

@@ -1,8 +1,8 @@
 //! The ledger as a work queue. Workers claim due events with a lease (a
 //! random token and an expiry); every later change to a claimed event is
-//! guarded by `id`, `status = 'processing'` and that token in the `WHERE`
-//! clause, so a worker whose lease was taken over can no longer complete,
-//! fail or release it. An expired lease makes the event claimable again by
+//! guarded by `id`, `status = 'processing'`, that token and a lease still
+//! running in the `WHERE` clause, so a worker whose lease was taken over or
+//! ran out can no longer complete, fail or release it. An expired lease makes the event claimable again by
 //! the same claim query.
 //!
 //! Per-object order: an event is claimable only when no earlier event of the
@@ -110,6 +110,10 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let token: i64 = rand::random::<i64>() & i64::MAX;
+        // `lease_secs` is unbounded in the config (the worker saturates its
+        // milliseconds at `i64::MAX`): a sum that wrapped would be a lease
+        // expired long ago, taken over again at the next poll.
+        let lease_until = now_ms.saturating_add(lease_ms);
         let sql = match self {
             // One statement: SQLite runs it under the write lock, so the
             // selection and the update cannot interleave with another claim.
@@ -138,7 +142,7 @@ impl Store {
             Store::Sqlite(sqlite) => {
                 sqlx::query_as(&sql)
                     .bind(token)
-                    .bind(now_ms + lease_ms)
+                    .bind(lease_until)
                     .bind(now_ms)
                     .bind(limit)
                     .fetch_all(&sqlite.work)
@@ -156,7 +160,7 @@ impl Store {
                     .await?;
                 let claimed = sqlx::query_as(&sql)
                     .bind(token)
-                    .bind(now_ms + lease_ms)
+                    .bind(lease_until)
                     .bind(now_ms)
                     .bind(limit)
                     .fetch_all(&mut *tx)
@@ -200,7 +204,7 @@ impl Store {
         const FAIL: &str = "\
             UPDATE events SET status = $1, next_attempt_at = $2, last_error = $3, \
                 processed_at = NULL, lease_token = NULL, lease_until = NULL \
-            WHERE id = $4 AND lease_token = $5 AND status = 'processing'";
+            WHERE id = $4 AND lease_token = $5 AND status = 'processing' AND lease_until > $6";
         let (status, next) = match retry_at_ms {
             Some(at) => ("failed", at),
             None => ("dead", now_ms),
@@ -213,6 +217,7 @@ impl Store {
                 .bind(error)
                 .bind(event.id)
                 .bind(event.lease_token)
+                .bind(now_ms)
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -226,8 +231,13 @@ impl Store {
     /// Gives a claimed event back without counting the attempt (shutdown):
     /// it is due again at once.
     pub async fn release(&self, event: &ClaimedEvent, now_ms: i64) -> Result<(), QueueError> {
-        self.defer(event, now_ms, "released at shutdown before finishing")
-            .await
+        self.defer(
+            event,
+            now_ms,
+            now_ms,
+            "released at shutdown before finishing",
+        )
+        .await
     }
 
     /// Gives a claimed event back without counting the attempt, due again at
@@ -237,6 +247,7 @@ impl Store {
     pub async fn defer(
         &self,
         event: &ClaimedEvent,
+        now_ms: i64,
         until_ms: i64,
         reason: &str,
     ) -> Result<(), QueueError> {
@@ -244,7 +255,7 @@ impl Store {
             UPDATE events SET status = 'failed', next_attempt_at = $1, \
                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
                 last_error = $2, lease_token = NULL, lease_until = NULL \
-            WHERE id = $3 AND lease_token = $4 AND status = 'processing'";
+            WHERE id = $3 AND lease_token = $4 AND status = 'processing' AND lease_until > $5";
         let _gate = self.write_gate().await;
         let done = with_work_pool!(self, pool => {
             sqlx::query(DEFER)
@@ -252,6 +263,7 @@ impl Store {
                 .bind(reason)
                 .bind(event.id)
                 .bind(event.lease_token)
+                .bind(now_ms)
                 .execute(pool)
                 .await?
                 .rows_affected()

@@ -20,6 +20,7 @@ use reqwest::{redirect, Client, StatusCode};
 use url::Url;
 
 use super::backoff::parse_retry_after;
+use crate::clock::Clock;
 use crate::config::{FetchAuth, FetchConfig};
 
 /// The largest upstream answer read; a larger one makes the event dead.
@@ -186,18 +187,21 @@ pub fn build_client() -> reqwest::Result<Client> {
 }
 
 /// GETs `url` with the source's auth and headers; on success, the answer's
-/// JSON text as returned. `now_ms` resolves a `Retry-After` in seconds.
+/// JSON text as returned. A `Retry-After` in seconds counts from when the
+/// answer came (RFC 9110 §10.2.3), read off `clock` then: a fetch may take
+/// as long as `timeout_secs`, and an instant taken before the request would
+/// shorten the wait by that much.
 pub async fn fetch_json(
     client: &Client,
     config: &FetchConfig,
     url: &Url,
-    now_ms: i64,
+    clock: &dyn Clock,
 ) -> Result<String, FetchError> {
     let shown = display_url(url);
     let timeout = Duration::from_secs(config.timeout_secs.max(1));
     // The request timeout covers connect and headers; this one the whole
     // exchange, body included.
-    match tokio::time::timeout(timeout, get(client, config, url, timeout, now_ms)).await {
+    match tokio::time::timeout(timeout, get(client, config, url, timeout, clock)).await {
         Ok(Ok(body)) => Ok(body),
         Ok(Err(e)) => Err(prefix(&shown, e)),
         Err(_) => Err(FetchError::transient(format!(
@@ -212,7 +216,7 @@ async fn get(
     config: &FetchConfig,
     url: &Url,
     timeout: Duration,
-    now_ms: i64,
+    clock: &dyn Clock,
 ) -> Result<String, FetchError> {
     let mut request = client.get(url.clone()).timeout(timeout);
     request = match &config.auth {
@@ -245,7 +249,7 @@ async fn get(
         .map_err(|e| transport_error(e, timeout))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(status_error(status, response.headers(), now_ms));
+        return Err(status_error(status, response.headers(), clock.now_ms()));
     }
     if response
         .content_length()

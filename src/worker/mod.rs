@@ -115,10 +115,18 @@ impl Worker {
             tracing::error!(error = %e, "cannot build the HTTP client; fetches will fail");
             format!("HTTP client unavailable: {e}")
         });
-        let limits = RateLimits::new(sources.iter().filter_map(|(name, source)| {
-            let fetch = source.config.fetch.as_ref()?;
-            Some((name.as_str(), fetch.rate_per_sec))
-        }));
+        // A source's pause is cut where an event's retry is: an upstream's
+        // `Retry-After` holds up to `max_retry_after_secs` for both.
+        let max_pause_ms =
+            i64::try_from(config.processing.max_retry_after_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+        let limits = RateLimits::new(
+            sources.iter().filter_map(|(name, source)| {
+                let fetch = source.config.fetch.as_ref()?;
+                Some((name.as_str(), fetch.rate_per_sec))
+            }),
+            max_pause_ms,
+        );
         Worker {
             store,
             config,
@@ -410,7 +418,7 @@ impl Worker {
                 tracing::debug!(event_id = event.id, source = %event.source, ready_at, "rate-limited; handed back");
                 let result = self
                     .store
-                    .defer(event, ready_at, "waiting for the source's rate limit")
+                    .defer(event, now, ready_at, "waiting for the source's rate limit")
                     .await;
                 return self
                     .settle(event, result, Outcome::Deferred)
@@ -431,7 +439,7 @@ impl Worker {
                 if cancel.is_cancelled() {
                     return None;
                 }
-                Some(fetch::fetch_json(client, config, &url, self.clock.now_ms()).await)
+                Some(fetch::fetch_json(client, config, &url, self.clock.as_ref()).await)
             })
             .await;
         let mut result = match waited {
@@ -539,7 +547,7 @@ impl Worker {
             }
             Err(QueueError::LeaseLost(id)) => {
                 tracing::warn!(event_id = id, source = %event.source,
-                    "lease lost (it expired and another worker claimed the event); leaving it to them");
+                    "lease lost (it ran out, and the event is due again or another worker holds it); leaving it");
                 Ok(Outcome::LeaseLost)
             }
             Err(QueueError::Store(e)) => Err(e),

@@ -12,9 +12,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// The longest an upstream may pause a source through `Retry-After`; a
-/// larger value (or a clock that jumped) is cut to this.
-pub const MAX_PAUSE_MS: i64 = 60 * 60 * 1000;
+/// The longest an upstream may pause a source through `Retry-After` unless
+/// told otherwise: the default of `processing.max_retry_after_secs`. The
+/// worker's buckets take the configured value (a `Retry-After` the config
+/// allows must hold for the whole source, not only for its event); a larger
+/// pause (or one left by a clock that jumped back) is cut to it.
+pub const DEFAULT_MAX_PAUSE_MS: i64 = 60 * 60 * 1000;
 
 /// One source's bucket.
 #[derive(Debug, Clone)]
@@ -27,10 +30,17 @@ pub struct TokenBucket {
     tat_ms: f64,
     /// No request before this instant (Unix ms), from an upstream 429.
     paused_until_ms: i64,
+    /// The longest pause, in ms.
+    max_pause_ms: i64,
 }
 
 impl TokenBucket {
     pub fn new(rate_per_sec: Option<f64>) -> TokenBucket {
+        TokenBucket::with_max_pause(rate_per_sec, DEFAULT_MAX_PAUSE_MS)
+    }
+
+    /// A bucket whose pauses last at most `max_pause_ms`.
+    pub fn with_max_pause(rate_per_sec: Option<f64>, max_pause_ms: i64) -> TokenBucket {
         let rate = rate_per_sec.filter(|r| r.is_finite() && *r > 0.0);
         let interval_ms = rate.map(|r| 1000.0 / r);
         let burst = rate.map_or(1.0, |r| r.max(1.0).floor());
@@ -39,6 +49,7 @@ impl TokenBucket {
             tolerance_ms: interval_ms.map_or(0.0, |i| (burst - 1.0) * i),
             tat_ms: f64::MIN,
             paused_until_ms: i64::MIN,
+            max_pause_ms,
         }
     }
 
@@ -46,9 +57,9 @@ impl TokenBucket {
     /// is at most `max_wait_ms` away; otherwise reserves nothing and returns
     /// `Err(instant)`, the earliest moment a token could be had.
     pub fn acquire(&mut self, now_ms: i64, max_wait_ms: i64) -> Result<i64, i64> {
-        if self.paused_until_ms > now_ms.saturating_add(MAX_PAUSE_MS) {
+        if self.paused_until_ms > now_ms.saturating_add(self.max_pause_ms) {
             // The clock went backwards; don't let that pause us for longer.
-            self.paused_until_ms = now_ms.saturating_add(MAX_PAUSE_MS);
+            self.paused_until_ms = now_ms.saturating_add(self.max_pause_ms);
         }
         let start = now_ms.max(self.paused_until_ms) as f64;
         let Some(interval) = self.interval_ms else {
@@ -75,10 +86,10 @@ impl TokenBucket {
         }
     }
 
-    /// No request before `until_ms` (at most [`MAX_PAUSE_MS`] after `now_ms`);
+    /// No request before `until_ms` (at most the longest pause after `now_ms`);
     /// afterwards requests resume at the steady rate, without a burst.
     pub fn pause_until(&mut self, now_ms: i64, until_ms: i64) {
-        let until = until_ms.min(now_ms.saturating_add(MAX_PAUSE_MS));
+        let until = until_ms.min(now_ms.saturating_add(self.max_pause_ms));
         self.paused_until_ms = self.paused_until_ms.max(until);
         if self.interval_ms.is_some() {
             self.tat_ms = self.tat_ms.max(until as f64 + self.tolerance_ms);
@@ -94,12 +105,19 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// One bucket per source that fetches, with that source's rate.
-    pub fn new<'a>(sources: impl IntoIterator<Item = (&'a str, Option<f64>)>) -> RateLimits {
+    /// One bucket per source that fetches, with that source's rate; an
+    /// upstream's pause lasts at most `max_pause_ms`.
+    pub fn new<'a>(
+        sources: impl IntoIterator<Item = (&'a str, Option<f64>)>,
+        max_pause_ms: i64,
+    ) -> RateLimits {
         RateLimits {
             buckets: sources
                 .into_iter()
-                .map(|(name, rate)| (name.to_string(), Mutex::new(TokenBucket::new(rate))))
+                .map(|(name, rate)| {
+                    let bucket = TokenBucket::with_max_pause(rate, max_pause_ms);
+                    (name.to_string(), Mutex::new(bucket))
+                })
                 .collect(),
         }
     }
@@ -211,7 +229,12 @@ mod tests {
     fn a_pause_is_capped() {
         let mut bucket = TokenBucket::new(None);
         bucket.pause_until(T0, i64::MAX);
-        assert_eq!(bucket.acquire(T0, 0), Err(T0 + MAX_PAUSE_MS));
+        assert_eq!(bucket.acquire(T0, 0), Err(T0 + DEFAULT_MAX_PAUSE_MS));
+        let mut longer = TokenBucket::with_max_pause(None, 2 * DEFAULT_MAX_PAUSE_MS);
+        longer.pause_until(T0, T0 + 7_000_000);
+        assert_eq!(longer.acquire(T0, 0), Err(T0 + 7_000_000));
+        longer.pause_until(T0, i64::MAX);
+        assert_eq!(longer.acquire(T0, 0), Err(T0 + 2 * DEFAULT_MAX_PAUSE_MS));
     }
 
     #[test]
@@ -226,7 +249,7 @@ mod tests {
 
     #[test]
     fn sources_have_separate_buckets_and_unknown_ones_are_free() {
-        let limits = RateLimits::new([("a", Some(1.0)), ("b", Some(1.0))]);
+        let limits = RateLimits::new([("a", Some(1.0)), ("b", Some(1.0))], DEFAULT_MAX_PAUSE_MS);
         assert_eq!(limits.acquire("a", T0, 0), Ok(T0));
         assert_eq!(limits.acquire("a", T0, 0), Err(T0 + 1_000));
         assert_eq!(limits.acquire("b", T0, 0), Ok(T0));

@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod bodies;
 mod break_input;
+mod break_leases;
 mod busy;
 mod config_checks;
 mod faults;
