@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod bodies;
+mod break_order;
 mod busy;
 mod config_checks;
 mod faults;
