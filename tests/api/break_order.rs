@@ -1,10 +1,15 @@
 //! Attacks on per-object order (SPEC §4) that got through: each test here
 //! failed on the code as it was when it was written, and names what broke.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hookledger::dedup::Strategy;
-use hookledger::store::{NewEvent, Store};
+use hookledger::ingest::{BatchSettings, Ingestor};
+use hookledger::metrics::Metrics;
+use hookledger::store::{NewEvent, RecordOutcome, Store};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -146,4 +151,70 @@ async fn a_claim_running_across_a_replay_does_not_run_the_replayed_event_beside_
         }
         assert!(holding.is_empty(), "{holding:?}");
     }
+}
+
+/// PostgreSQL with `batch_writers` > 1: two deliveries of one object handed
+/// to the writers' queue one after the other, in batches of one, the first
+/// a coalesce delivery (one-at-a-time path: `BEGIN`, then lock and draw),
+/// the second an event-id delivery (one statement). SPEC §4: "ledger ids
+/// follow the order in which verified deliveries were handed to the ledger
+/// writer". The second writer's statement often reaches PostgreSQL first,
+/// takes the object's lock and draws the smaller id, so the later delivery
+/// is processed first (measured: 47 of 200 rounds inverted). Within one
+/// group commit the order holds; across the batches of parallel writers
+/// nothing orders the draws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "open: parallel PostgreSQL writers draw ids in the order their statements reach \
+            the server, not the order deliveries were handed over; a fix needs ids (or a \
+            ticket per object) assigned where the queue is read, see the report"]
+async fn deliveries_handed_to_parallel_writers_in_order_get_ids_in_that_order() {
+    if !postgres_configured("deliveries_handed_to_parallel_writers_in_order…") {
+        return;
+    }
+    const ROUNDS: usize = 200;
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let (ingestor, _writers) = Ingestor::start(
+        store.clone(),
+        BatchSettings {
+            max_rows: 1,
+            linger: Duration::ZERO,
+            writers: 2,
+            queue: 16,
+        },
+        Arc::new(Metrics::new()),
+    );
+    let mut inverted = Vec::new();
+    for round in 0..ROUNDS {
+        let object = format!("x{round}");
+        let mut first = thing_event(&format!("{object}-changed"), &object, 1);
+        first.strategy = Strategy::Coalesce;
+        first.dedup_key = format!("co:changed:{object}");
+        first.provider_event_id = None;
+        let second = thing_event(&format!("{object}-id"), &object, 1);
+        // Each is handed to the queue (polled once) before the next.
+        let mut first = Box::pin(ingestor.record(first));
+        assert!(poll_once(&mut first).await.is_pending());
+        let mut second = Box::pin(ingestor.record(second));
+        let _ = poll_once(&mut second).await;
+        let first = first.await.unwrap();
+        let second = match second.await.unwrap() {
+            RecordOutcome::Accepted { id } => id,
+            other => panic!("expected a new event, got {other:?}"),
+        };
+        if second < first.id() {
+            inverted.push((first.id(), second));
+        }
+    }
+    assert!(
+        inverted.is_empty(),
+        "{} of {ROUNDS} rounds: the later delivery got the smaller id: {:?}",
+        inverted.len(),
+        &inverted[..inverted.len().min(5)]
+    );
+}
+
+/// Polls a future once: for a delivery, that hands it to the writers' queue.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx))).await
 }
