@@ -112,6 +112,7 @@ WITH b AS (SELECT j.value ->> 0 AS id, j.value ->> 1 AS token FROM json_each($2)
 UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
     lease_until = NULL, last_error = NULL \
 FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
+    AND events.lease_until > $1 \
 RETURNING events.id";
 
 const SQLITE_UPSERT_DOMAIN: &str = "\
@@ -134,6 +135,7 @@ WITH b AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) AS b(id, token)) \
 UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
     lease_until = NULL, last_error = NULL \
 FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
+    AND events.lease_until > $1 \
 RETURNING events.id";
 
 const POSTGRES_UPSERT_DOMAIN: &str = "\
@@ -230,7 +232,8 @@ async fn complete_postgres(
 impl Store {
     /// Marks claimed events `done` and upserts the domain rows of those that
     /// name an object — all in one transaction. Each completion takes effect
-    /// only if its claim (event and lease token) still holds the lease; the
+    /// only if its claim (event and lease token) still holds the lease and
+    /// the lease has not run out by `now_ms`; the
     /// answer says which did, in the order given (`false`: the lease was
     /// lost, or the same claim came earlier in the batch, and its domain
     /// write was not applied). An older event never overwrites a newer row:

@@ -224,7 +224,7 @@ impl Store {
         const FAIL: &str = "\
             UPDATE events SET status = $1, next_attempt_at = $2, last_error = $3, \
                 processed_at = NULL, lease_token = NULL, lease_until = NULL \
-            WHERE id = $4 AND lease_token = $5 AND status = 'processing'";
+            WHERE id = $4 AND lease_token = $5 AND status = 'processing' AND lease_until > $6";
         let (status, next) = match retry_at_ms {
             Some(at) => ("failed", at),
             None => ("dead", now_ms),
@@ -237,6 +237,7 @@ impl Store {
                 .bind(error)
                 .bind(event.id)
                 .bind(event.lease_token)
+                .bind(now_ms)
                 .execute(pool)
                 .await?
                 .rows_affected()

@@ -46,8 +46,9 @@ impl Worker {
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                let until = self.clock.now_ms().saturating_add(lease_ms);
-                match self.store.renew_lease(event, until).await {
+                let now = self.clock.now_ms();
+                let until = now.saturating_add(lease_ms);
+                match self.store.renew_lease(event, now, until).await {
                     Ok(()) => {}
                     Err(QueueError::LeaseLost(_)) => return,
                     Err(QueueError::Store(e)) => {

@@ -12,7 +12,12 @@ use hookledger::metrics::Metrics;
 use hookledger::store::{NewEvent, RecordOutcome, Store};
 use serde_json::json;
 
+use crate::backend_tests;
 use crate::helpers::*;
+
+backend_tests!(
+    a_lease_that_expired_while_an_earlier_event_was_claimed_neither_renews_nor_completes
+);
 
 fn postgres_configured(test: &str) -> bool {
     let configured = postgres_url().is_some();
@@ -217,4 +222,73 @@ async fn deliveries_handed_to_parallel_writers_in_order_get_ids_in_that_order() 
 /// Polls a future once: for a delivery, that hands it to the writers' queue.
 async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx))).await
+}
+
+/// A replayed older event is claimed once the newer event's lease has run
+/// out (its worker counts as gone: `ordering.rs` tests that). But a worker
+/// that was only stalled past its lease (a paused process, a starved
+/// runtime) comes back: its lease token still matches, since nobody could
+/// take the newer event over (the older one runs first), so its renewal
+/// went through and its completion marked the newer event `done` and wrote
+/// its domain row while the older event of the same object was being
+/// processed — two events of one object at once. An expired lease must
+/// fence its holder: no renewal, no completion, no failure.
+async fn a_lease_that_expired_while_an_earlier_event_was_claimed_neither_renews_nor_completes(
+    backend: Backend,
+) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let older = store
+        .record(&thing_event("one", "x", 1))
+        .await
+        .unwrap()
+        .id();
+    let newer = store
+        .record(&thing_event("two", "x", 1))
+        .await
+        .unwrap()
+        .id();
+    let one = store.claim(10, 1_000, 10).await.unwrap();
+    store.complete(&one[0], None, 20).await.unwrap();
+    let stalled = store.claim(30, 1_000, 10).await.unwrap();
+    assert_eq!(
+        stalled.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![newer]
+    );
+    assert!(store.replay(older, 40).await.unwrap());
+    // The newer event's lease (until 1 030) ran out: the older one runs.
+    let running = store.claim(1_100, 1_000, 10).await.unwrap();
+    assert_eq!(
+        running.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![older]
+    );
+
+    // The stalled worker of the newer event comes back.
+    let mut problems = Vec::new();
+    if store.renew_lease(&stalled[0], 1_110, 2_110).await.is_ok() {
+        problems.push("its expired lease was renewed");
+    }
+    if store.complete(&stalled[0], None, 1_120).await.is_ok() {
+        problems.push("its expired lease completed it");
+    }
+    if store
+        .fail(&stalled[0], "late", Some(5_000), 1_130)
+        .await
+        .is_ok()
+    {
+        problems.push("its expired lease recorded a failure");
+    }
+    assert!(
+        problems.is_empty(),
+        "event {newer}, while event {older} of its object was processing: {problems:?}"
+    );
+    assert_eq!(
+        store.event_status(newer).await.unwrap().as_deref(),
+        Some("processing")
+    );
+    // The older event finishes, then the newer one runs again, once.
+    store.complete(&running[0], None, 1_200).await.unwrap();
+    let again = store.claim(1_300, 1_000, 10).await.unwrap();
+    assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), vec![newer]);
+    store.complete(&again[0], None, 1_400).await.unwrap();
 }

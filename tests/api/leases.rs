@@ -210,12 +210,12 @@ async fn a_renewed_lease_outlasts_its_first_expiry_and_only_its_holder_can_renew
     let (store, _db) = store(backend).await;
     let id = record(&store, "r", "or", 0).await;
     let first = claim_one(&store, 0, 1_000).await;
-    store.renew_lease(&first, 2_000).await.unwrap();
+    store.renew_lease(&first, 500, 2_000).await.unwrap();
     assert!(
         store.claim(1_999, 1_000, 1).await.unwrap().is_empty(),
         "a renewed lease is not expired at its first expiry (1 000) nor before its new one"
     );
-    store.renew_lease(&first, 1_500).await.unwrap();
+    store.renew_lease(&first, 600, 1_500).await.unwrap();
     assert!(
         store.claim(1_999, 1_000, 1).await.unwrap().is_empty(),
         "a renewal never shortens a lease"
@@ -224,18 +224,18 @@ async fn a_renewed_lease_outlasts_its_first_expiry_and_only_its_holder_can_renew
     let second = claim_one(&store, 2_000, 1_000).await;
     assert_eq!(second.id, id);
     assert!(matches!(
-        store.renew_lease(&first, 9_000).await,
+        store.renew_lease(&first, 2_100, 9_000).await,
         Err(QueueError::LeaseLost(lost)) if lost == id
     ));
     assert!(
         store.claim(2_999, 1_000, 1).await.unwrap().is_empty(),
         "a refused renewal changes nothing"
     );
-    store.renew_lease(&second, 4_000).await.unwrap();
+    store.renew_lease(&second, 2_500, 4_000).await.unwrap();
     store.complete(&second, None, 3_500).await.unwrap();
     assert!(
         matches!(
-            store.renew_lease(&second, 9_000).await,
+            store.renew_lease(&second, 3_600, 9_000).await,
             Err(QueueError::LeaseLost(_))
         ),
         "a finished event has no lease to renew"
