@@ -233,7 +233,8 @@ async fn complete_postgres(
 impl Store {
     /// Marks claimed events `done` and upserts the domain rows of those that
     /// name an object — all in one transaction. Each completion takes effect
-    /// only if its claim (event and lease token) still holds the lease; the
+    /// only if its claim (event and lease token) still holds the lease and
+    /// the lease has not run out by `now_ms`; the
     /// answer says which did, in the order given (`false`: the lease was
     /// lost, or the same claim came earlier in the batch, and its domain
     /// write was not applied). An older event never overwrites a newer row:

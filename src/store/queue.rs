@@ -12,7 +12,9 @@
 //! across every worker of every process. The second half is for replays: a
 //! replayed older event is the earliest unfinished one again while a newer
 //! one may be in flight. (On PostgreSQL, a visible id implies that every
-//! smaller id of its object has committed or rolled back: see `batch.rs`.)
+//! smaller id of its object has committed or rolled back: see `batch.rs`;
+//! and a replay waits for the claims in progress, and they for it, so no
+//! claim's snapshot straddles a replay: see `POSTGRES_CLAIM_BEGINS`.)
 
 use sqlx::FromRow;
 
@@ -96,6 +98,30 @@ const CLAIMABLE: &str = "\
 ((e.status IN ('pending', 'failed') AND e.next_attempt_at <= $3) \
   OR (e.status = 'processing' AND e.lease_until <= $3))";
 
+/// PostgreSQL: claims and replays exclude each other, with the advisory
+/// lock `(1751937648, 0)` ("hlrp") — shared by claims, exclusive for a replay, each
+/// held until its transaction ends. A claim statement reads a snapshot: one
+/// taken before a replay of an object's older event committed sees that
+/// event `done` and may take the newer one, while a claim that starts after
+/// the replay committed, but before the first claim committed, sees the
+/// newer one still `pending` and would take the replayed one — both would
+/// run at once. Under the lock a replay waits for every claim in progress
+/// to commit, and a claim that starts meanwhile waits for the replay's
+/// commit before its statement takes a snapshot, so every snapshot that
+/// sees the replayed event `pending` also sees the claims made before it.
+/// (SQLite needs none: a claim is one statement under its one write lock.)
+/// The two-key form keeps it apart from the ledger's object locks
+/// (`batch.rs`, class "hlob") and from every one-key advisory lock. The
+/// claim transaction's first statement: no WAL flush wait at its commit
+/// (see `claim`), and the shared side of the lock.
+const POSTGRES_CLAIM_BEGINS: &str = concat!(
+    "SELECT set_config('synchronous_commit', 'off', true), ",
+    "pg_advisory_xact_lock_shared(1751937648, 0)"
+);
+
+/// The replay transaction's first statement: the exclusive side.
+const POSTGRES_REPLAY_BEGINS: &str = "SELECT pg_advisory_xact_lock(1751937648, 0)";
+
 const RETURNING_CLAIMED: &str = "RETURNING events.id, events.source, events.dedup_key, \
 events.provider_event_id, events.action, events.object_type, events.object_id, \
 events.event_time, events.payload, events.attempts, events.lease_token";
@@ -155,9 +181,7 @@ impl Store {
                 // synchronous commits after it): no WAL flush wait, as on
                 // SQLite's workers' pool.
                 let mut tx = pool.begin().await?;
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(POSTGRES_CLAIM_BEGINS).execute(&mut *tx).await?;
                 let claimed = sqlx::query_as(&sql)
                     .bind(token)
                     .bind(lease_until)
@@ -287,9 +311,30 @@ impl Store {
                     AND p.dedup_key = events.dedup_key AND p.strategy = 'coalesce' \
                     AND p.status = 'pending' AND p.id <> events.id))";
         let gate = self.write_gate().await;
-        let done = with_pool!(self, pool => {
-            sqlx::query(REPLAY).bind(now_ms).bind(id).execute(pool).await?.rows_affected()
-        });
+        let done = match self {
+            Store::Sqlite(sqlite) => sqlx::query(REPLAY)
+                .bind(now_ms)
+                .bind(id)
+                .execute(&sqlite.pool)
+                .await?
+                .rows_affected(),
+            // After every claim in progress has committed, and before any
+            // claim that starts meanwhile takes its snapshot.
+            Store::Postgres(pg) => {
+                let mut tx = pg.pool.begin().await?;
+                sqlx::query(POSTGRES_REPLAY_BEGINS)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query(REPLAY)
+                    .bind(now_ms)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                done
+            }
+        };
         drop(gate);
         if done == 1 {
             return Ok(true);

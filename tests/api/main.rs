@@ -9,6 +9,7 @@ mod admin;
 mod bodies;
 mod break_input;
 mod break_leases;
+mod break_order;
 mod busy;
 mod config_checks;
 mod faults;
