@@ -4,18 +4,29 @@
 //! answers each request with its own outcome only after the commit. At low
 //! load a batch is a single row and waits for nothing (unless a linger is
 //! configured); under load, many requests share one commit and one fsync.
-//! On PostgreSQL the writers are tasks here (`batch_writers` of them,
-//! sharing one queue); on SQLite the ledger thread is the writer and
+//! On PostgreSQL the writers are tasks here (`batch_writers` of them, each
+//! with a queue of its own); on SQLite the ledger thread is the writer and
 //! gathers its own batches (`store::sqlite_ledger`), which saves a hop
 //! through another thread per batch.
+//!
+//! Arrival order per object: every delivery of one object goes to the same
+//! writer (chosen by a hash of source, type and id), whose batches commit
+//! one after another, so ledger ids of one object follow the order in which
+//! its deliveries were handed over, also with several writers. (Parallel
+//! writers sharing one queue drew ids in the order their statements reached
+//! the server, so a later delivery could get the smaller id.) Deliveries
+//! without an object have no order to keep and go to the writers in turn.
 //!
 //! A failed transaction fails exactly the requests in it (each gets 503 and
 //! its provider retries); nothing is acknowledged that was not committed.
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -36,8 +47,8 @@ pub struct Ingestor {
 
 #[derive(Clone)]
 enum Route {
-    /// PostgreSQL: to the writer tasks' queue.
-    Writers(mpsc::Sender<Job>),
+    /// PostgreSQL: to the writer tasks' queues, one per writer.
+    Writers(Arc<WriterQueues>),
     /// SQLite: straight to the ledger thread.
     Ledger(Store),
 }
@@ -72,26 +83,31 @@ impl Ingestor {
             let route = Route::Ledger(store);
             return (Ingestor { route }, Vec::new());
         }
-        let (jobs, queue) = mpsc::channel(settings.queue.max(1));
-        let queue = Arc::new(Mutex::new(queue));
-        let writers = (0..settings.writers.max(1))
+        let count = settings.writers.max(1);
+        let per_writer = (settings.queue / count).max(1);
+        let (queues, writers) = (0..count)
             .map(|_| {
-                tokio::spawn(write_batches(
+                let (jobs, queue) = mpsc::channel(per_writer);
+                let writer = tokio::spawn(write_batches(
                     store.clone(),
-                    queue.clone(),
+                    queue,
                     settings,
                     metrics.clone(),
-                ))
+                ));
+                (jobs, writer)
             })
-            .collect();
-        let route = Route::Writers(jobs);
+            .unzip();
+        let route = Route::Writers(Arc::new(WriterQueues {
+            queues,
+            next: AtomicUsize::new(0),
+        }));
         (Ingestor { route }, writers)
     }
 
     /// Records one delivery; returns once its transaction has committed.
     pub async fn record(&self, event: NewEvent) -> Result<RecordOutcome, StoreError> {
         let jobs = match &self.route {
-            Route::Writers(jobs) => jobs,
+            Route::Writers(queues) => queues.for_event(&event),
             Route::Ledger(store) => return store.record_one(event).await,
         };
         let (reply, answer) = oneshot::channel();
@@ -108,18 +124,38 @@ impl Ingestor {
     }
 }
 
+/// The PostgreSQL writers' queues, and which one a delivery goes to.
+struct WriterQueues {
+    queues: Vec<mpsc::Sender<Job>>,
+    /// Round robin for deliveries without an object.
+    next: AtomicUsize,
+}
+
+impl WriterQueues {
+    /// The queue of the writer that records every delivery of this event's
+    /// object; any writer, in turn, for an event without one.
+    fn for_event(&self, event: &NewEvent) -> &mpsc::Sender<Job> {
+        let index = match (&event.object_type, &event.object_id) {
+            (Some(object_type), Some(object_id)) => {
+                let mut hasher = DefaultHasher::new();
+                (&event.source, object_type, object_id).hash(&mut hasher);
+                hasher.finish() as usize
+            }
+            _ => self.next.fetch_add(1, Ordering::Relaxed),
+        };
+        &self.queues[index % self.queues.len()]
+    }
+}
+
 async fn write_batches(
     store: Store,
-    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    mut queue: mpsc::Receiver<Job>,
     settings: BatchSettings,
     metrics: Arc<Metrics>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(settings.max_rows);
     loop {
         {
-            // Only the writer holding the queue gathers; the others wait for
-            // it here, and commit in parallel once they have their batch.
-            let mut queue = queue.lock().await;
             match queue.recv().await {
                 Some(job) => batch.push(job),
                 None => return,

@@ -165,13 +165,9 @@ async fn a_claim_running_across_a_replay_does_not_run_the_replayed_event_beside_
 /// follow the order in which verified deliveries were handed to the ledger
 /// writer". The second writer's statement often reaches PostgreSQL first,
 /// takes the object's lock and draws the smaller id, so the later delivery
-/// is processed first (measured: 47 of 200 rounds inverted). Within one
-/// group commit the order holds; across the batches of parallel writers
-/// nothing orders the draws.
+/// was processed first (47 and 101 of 200 rounds inverted while the writers
+/// shared one queue). Now every delivery of one object goes to one writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open: parallel PostgreSQL writers draw ids in the order their statements reach \
-            the server, not the order deliveries were handed over; a fix needs ids (or a \
-            ticket per object) assigned where the queue is read, see the report"]
 async fn deliveries_handed_to_parallel_writers_in_order_get_ids_in_that_order() {
     if !postgres_configured("deliveries_handed_to_parallel_writers_in_order…") {
         return;
