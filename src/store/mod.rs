@@ -56,6 +56,20 @@ const POOL_ACQUIRE_TIMEOUT_SECS: u64 = 5;
 /// How long SQLite waits on another writer's lock before reporting busy;
 /// also how long a webhook's ledger write waits in all.
 const SQLITE_BUSY_TIMEOUT_SECS: u64 = 5;
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(SQLITE_BUSY_TIMEOUT_SECS);
+
+/// Sets SQLite's busy timeout on one pooled connection (at least 1 ms, so
+/// a passed deadline still tries the lock once rather than waiting forever).
+async fn set_busy_timeout(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let ms = timeout.as_millis().clamp(1, u128::from(u32::MAX));
+    sqlx::query(&format!("PRAGMA busy_timeout = {ms}"))
+        .execute(&mut **conn)
+        .await?;
+    Ok(())
+}
 
 /// When a SQLite ledger write handed over now must be answered at the
 /// latest: its waits for the write gate and for SQLite's lock share one
@@ -78,6 +92,21 @@ impl Wake for Unpark {
 /// come by then. It is tried once even when the deadline has passed. (Like
 /// `Mutex::blocking_lock`, which has no deadline: the lock future is polled
 /// on this thread and unparks it; dropped on time-out, it leaves the queue.)
+impl SqliteStore {
+    /// This process's write gate, waited for until `deadline` at most; past
+    /// it, the database counts as busy (503 with `Retry-After`).
+    async fn gate_until(&self, deadline: Instant) -> Result<MutexGuard<'_, ()>, StoreError> {
+        tokio::time::timeout_at(deadline.into(), self.gate.lock())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "another write of this process held the database past the busy timeout",
+                )))
+            })
+    }
+}
+
 pub(crate) fn enter_gate_until(gate: &Mutex<()>, deadline: Instant) -> Option<MutexGuard<'_, ()>> {
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut context = Context::from_waker(&waker);

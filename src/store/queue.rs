@@ -16,6 +16,8 @@
 //! and a replay waits for the claims in progress, and they for it, so no
 //! claim's snapshot straddles a replay: see `POSTGRES_CLAIM_BEGINS`.)
 
+use std::time::Instant;
+
 use sqlx::FromRow;
 
 use super::{with_pool, with_work_pool, Store, StoreError};
@@ -310,14 +312,33 @@ impl Store {
                   SELECT 1 FROM events p WHERE p.source = events.source \
                     AND p.dedup_key = events.dedup_key AND p.strategy = 'coalesce' \
                     AND p.status = 'pending' AND p.id <> events.id))";
-        let gate = self.write_gate().await;
+        let gate = match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(_) => self.write_gate().await,
+        };
         let done = match self {
-            Store::Sqlite(sqlite) => sqlx::query(REPLAY)
-                .bind(now_ms)
-                .bind(id)
-                .execute(&sqlite.pool)
-                .await?
-                .rows_affected(),
+            // Like a webhook's ledger write, an operator's replay waits for
+            // this process's write gate and for SQLite's lock within one
+            // busy timeout in all (SPEC §3's bound on a request's wait),
+            // not a full timeout behind a claim that already spent one.
+            Store::Sqlite(sqlite) => {
+                let deadline = super::sqlite_write_deadline();
+                let _gate = sqlite.gate_until(deadline).await?;
+                let mut conn = sqlite.pool.acquire().await?;
+                super::set_busy_timeout(
+                    &mut conn,
+                    deadline.saturating_duration_since(Instant::now()),
+                )
+                .await?;
+                let done = sqlx::query(REPLAY)
+                    .bind(now_ms)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await;
+                // The pooled connection goes back with the usual timeout.
+                super::set_busy_timeout(&mut conn, super::SQLITE_BUSY_TIMEOUT).await?;
+                done?.rows_affected()
+            }
             // After every claim in progress has committed, and before any
             // claim that starts meanwhile takes its snapshot.
             Store::Postgres(pg) => {

@@ -1,6 +1,6 @@
 //! SQLite with another process holding the file's write lock (issue 11,
-//! item 10): a webhook's ledger write waits for this process's write gate
-//! and for SQLite's lock within one busy timeout in all, never one full
+//! item 10): a webhook's ledger write, and an operator's replay, wait for
+//! this process's write gate and for SQLite's lock within one busy timeout in all, never one full
 //! timeout after the other, whatever holds the gate before it (a worker's
 //! claim, another webhook's batch). After the lock is released the
 //! provider's retry is accepted.
@@ -132,4 +132,41 @@ async fn webhooks_queued_behind_a_waiting_batch_answer_within_one_busy_timeout()
         let retry = invoice(&app, event_id).await;
         assert_eq!(retry.status, 202, "{event_id}: {:?}", retry.body);
     }
+}
+
+/// An operator's replay is held to the same bound: behind a worker's claim
+/// that spends SQLite's busy timeout on the outside lock, it used to wait
+/// for the gate and then a full timeout of its own. Its 503 changed
+/// nothing: once the lock is gone the same replay is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_replay_behind_a_claim_waiting_on_another_process_answers_within_one_busy_timeout()
+{
+    let app = spawn_app(Backend::Sqlite).await;
+    let delivered = invoice(&app, "evt_to_replay").await;
+    assert_eq!(delivered.status, 202, "{:?}", delivered.body);
+    let id = delivered.id();
+    app.worker.drain().await.unwrap();
+    assert_eq!(event(&app, id).await["status"], "done");
+
+    let outside = hold_write_lock(&app.db.url).await;
+    let worker = app.worker.clone();
+    let claim = tokio::spawn(async move { worker.drain().await });
+    wait_until("the claim holds the write gate", || async {
+        app.store.write_gate_is_held()
+    })
+    .await;
+
+    let started = Instant::now();
+    let answer = app.admin_post(&format!("/admin/events/{id}/replay")).await;
+    assert_answered_503_in_time(&answer, started.elapsed(), "the replay behind the claim");
+    assert_eq!(
+        event(&app, id).await["status"],
+        "done",
+        "the 503 changed nothing"
+    );
+
+    release(outside).await;
+    let _ = claim.await.unwrap();
+    let retry = app.admin_post(&format!("/admin/events/{id}/replay")).await;
+    assert_eq!(retry.status, 202, "{:?}", retry.body);
 }
