@@ -9,7 +9,7 @@
 //! older event to another worker), so a stalled worker that wakes up
 //! cannot bring it back.
 
-use super::queue::{ClaimedEvent, QueueError};
+use super::queue::{still_held, ClaimedEvent, QueueError};
 use super::{with_work_pool, Store};
 
 impl Store {
@@ -36,9 +36,6 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if renewed != 1 {
-            return Err(QueueError::LeaseLost(event.id));
-        }
-        Ok(())
+        still_held(event, renewed)
     }
 }

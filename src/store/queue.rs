@@ -55,6 +55,17 @@ pub enum QueueError {
     Store(#[from] StoreError),
 }
 
+/// What a lease-guarded statement on one claimed event means: it changed
+/// its row, or the lease was no longer this claim's (taken over, run out, or
+/// the event finished).
+pub(super) fn still_held(event: &ClaimedEvent, rows_affected: u64) -> Result<(), QueueError> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(QueueError::LeaseLost(event.id))
+    }
+}
+
 impl From<sqlx::Error> for QueueError {
     fn from(e: sqlx::Error) -> Self {
         QueueError::Store(e.into())
@@ -248,10 +259,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done != 1 {
-            return Err(QueueError::LeaseLost(event.id));
-        }
-        Ok(())
+        still_held(event, done)
     }
 
     /// Gives a claimed event back without counting the attempt (shutdown):
@@ -294,10 +302,7 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done != 1 {
-            return Err(QueueError::LeaseLost(event.id));
-        }
-        Ok(())
+        still_held(event, done)
     }
 
     /// Makes an event due again with its attempts starting over. `Ok(false)`:
