@@ -22,6 +22,7 @@ pub mod dev_values;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod relay;
 pub mod replay;
 pub mod routes;
 pub mod sources;

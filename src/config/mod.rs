@@ -64,6 +64,8 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// Sources by name, served at `POST /webhooks/{name}`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Where processed events are delivered (SPEC §7), by name.
+    pub destinations: BTreeMap<String, DestinationConfig>,
 }
 
 #[derive(Clone)]
@@ -238,6 +240,8 @@ pub struct SourceConfig {
     pub actions: Option<BTreeMap<String, ActionRule>>,
     pub hash_window_secs: u64,
     pub fetch: Option<FetchConfig>,
+    /// Where this source's processed events go (empty: nowhere).
+    pub deliver: Vec<DeliverRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -265,10 +269,17 @@ pub enum FetchAuth {
 /// The placeholders a fetch URL template may use.
 pub const TEMPLATE_PLACEHOLDERS: [&str; 4] = ["event_id", "object_id", "object_type", "action"];
 
+pub mod destinations;
 mod expand;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod validate_destinations;
+
+pub use destinations::{
+    ActionGlob, DeliverRule, DestinationConfig, DestinationKind, HttpDestination, NatsDestination,
+};
+pub use validate_destinations::check_subject;
 
 use expand::{expand_vars, toml_syntax_problem, without_value};
 pub use validate::check_template;

@@ -2,6 +2,9 @@
 //! [`validate`] step that turns it into the typed [`Config`], reporting every
 //! problem at once.
 
+use super::validate_destinations::{
+    validate_deliver, validate_destination, RawDeliverRule, RawDestination,
+};
 use super::*;
 
 // ---------------------------------------------------------------------------
@@ -16,6 +19,8 @@ pub(super) struct RawConfig {
     processing: RawProcessing,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    destinations: BTreeMap<String, RawDestination>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +68,8 @@ struct RawSource {
     actions: Option<BTreeMap<String, String>>,
     hash_window_secs: Option<u64>,
     fetch: Option<RawFetch>,
+    #[serde(default)]
+    deliver: Vec<RawDeliverRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,9 +177,25 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
     }
 
     let mut sources = BTreeMap::new();
-    for (name, raw_source) in raw.sources {
-        if let Some(source) = validate_source(&name, raw_source, &mut problems) {
+    for (name, mut raw_source) in raw.sources {
+        let deliver = std::mem::take(&mut raw_source.deliver);
+        let deliver = validate_deliver(
+            &format!("sources.{name}"),
+            deliver,
+            &raw.destinations,
+            &mut problems,
+        );
+        if let Some(mut source) = validate_source(&name, raw_source, &mut problems) {
+            source.deliver = deliver;
             sources.insert(name, source);
+        }
+    }
+    let mut destinations = BTreeMap::new();
+    for (name, raw_destination) in raw.destinations {
+        if let Some(destination) =
+            validate_destination(&name, raw_destination, &processing, &mut problems)
+        {
+            destinations.insert(name, destination);
         }
     }
 
@@ -181,6 +204,7 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
             server,
             processing,
             sources,
+            destinations,
         })
     } else {
         Err(ConfigError(problems))
@@ -352,6 +376,7 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
         actions,
         hash_window_secs,
         fetch,
+        deliver: Vec::new(),
     })
 }
 

@@ -26,6 +26,7 @@ fn config(preset: Preset, secret: Option<&str>) -> SourceConfig {
         actions: None,
         hash_window_secs: 300,
         fetch: None,
+        deliver: Vec::new(),
     }
 }
 

@@ -29,6 +29,7 @@ fn config(preset: Preset, secret: &str) -> SourceConfig {
         actions: None,
         hash_window_secs: 300,
         fetch: None,
+        deliver: Vec::new(),
     }
 }
 
