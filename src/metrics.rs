@@ -29,6 +29,26 @@ pub enum ProcessResult {
     dead,
 }
 
+/// How a delivery attempt ended (SPEC §7).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DeliveryResult {
+    delivered,
+    retry,
+    dead,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    destination: String,
+    result: DeliveryResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReceivedLabels {
     source: String,
@@ -49,6 +69,9 @@ pub struct Metrics {
     in_flight: Gauge,
     batch_rows: Histogram,
     batch_duration: Histogram,
+    deliveries: Family<DeliveryLabels, Counter>,
+    delivery_duration: Family<DestinationLabels, Histogram>,
+    deliveries_pending: Family<DestinationLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -107,6 +130,30 @@ impl Metrics {
             "Time to record one batch of deliveries, commit included",
             batch_duration.clone(),
         );
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "hookledger_deliveries",
+            "Delivery attempts finished, by destination and result",
+            deliveries.clone(),
+        );
+        // 1 ms to ~33 s: a receiver's answer, or a PubAck.
+        let delivery_duration =
+            Family::<DestinationLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                    0.001, 2.0, 16,
+                ))
+            });
+        registry.register(
+            "hookledger_delivery_duration_seconds",
+            "Time one delivery attempt took, by destination",
+            delivery_duration.clone(),
+        );
+        let deliveries_pending = Family::<DestinationLabels, Gauge>::default();
+        registry.register(
+            "hookledger_deliveries_pending",
+            "Deliveries not yet delivered or dead (pending, delivering, failed), by destination",
+            deliveries_pending.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -115,7 +162,34 @@ impl Metrics {
             in_flight,
             batch_rows,
             batch_duration,
+            deliveries,
+            delivery_duration,
+            deliveries_pending,
         }
+    }
+
+    /// One delivery attempt to `destination` ended with `result` after `seconds`.
+    pub fn delivery_attempt(&self, destination: &str, result: DeliveryResult, seconds: f64) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                destination: destination.to_string(),
+                result,
+            })
+            .inc();
+        self.delivery_duration
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// How many deliveries to `destination` are unfinished, as last counted.
+    pub fn set_deliveries_pending(&self, destination: &str, count: i64) {
+        self.deliveries_pending
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_string(),
+            })
+            .set(count);
     }
 
     pub fn received(&self, source: &str, outcome: Outcome) {

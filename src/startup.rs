@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::{BatchSettings, Ingestor};
 use crate::metrics::Metrics;
+use crate::relay::Relay;
 use crate::sources::Source;
 use crate::state::AppState;
 use crate::store::Store;
@@ -28,6 +29,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
     worker: Worker,
+    relays: Vec<Relay>,
     shutdown: CancellationToken,
     background: Vec<JoinHandle<()>>,
 }
@@ -98,6 +100,7 @@ impl Application {
             signature_warnings: Throttle::new(SIGNATURE_WARNING_INTERVAL),
             runtime: tokio::runtime::Handle::current(),
         });
+        let relays = Relay::for_config(&store, &config, &clock, &metrics);
         let worker = Worker::new(store.clone(), config.clone(), sources, clock, metrics);
         let shutdown = CancellationToken::new();
         let mut background = writers;
@@ -109,6 +112,9 @@ impl Application {
             background.push(tokio::spawn(
                 worker.clone().run(config.server.workers, shutdown.clone()),
             ));
+            for relay in &relays {
+                background.push(tokio::spawn(relay.clone().run(shutdown.clone())));
+            }
         }
         let app_state = state.clone();
         let source_names: Vec<String> = config.sources.keys().cloned().collect();
@@ -129,6 +135,7 @@ impl Application {
             server,
             state,
             worker,
+            relays,
             shutdown,
             background,
         })
@@ -146,6 +153,17 @@ impl Application {
     /// driving processing by hand.
     pub fn worker(&self) -> Worker {
         self.worker.clone()
+    }
+
+    /// The relay of destination `name`, sharing this application's store,
+    /// clock and metrics, for driving deliveries by hand.
+    pub fn relay(&self, name: &str) -> Option<Relay> {
+        self.relays.iter().find(|r| r.name() == name).cloned()
+    }
+
+    /// Every destination's relay (see [`relay`](Application::relay)).
+    pub fn relays(&self) -> Vec<Relay> {
+        self.relays.clone()
     }
 
     /// Serves until SIGINT/SIGTERM, then stops accepting, lets in-flight

@@ -150,7 +150,10 @@ mod tests {
         assert!(glob("a*b*c").matches("abc"));
         assert!(glob("a*b*c").matches("a-b-b-c"));
         assert!(!glob("a*b*c").matches("ac"));
-        assert!(!glob("ab*ba").matches("aba"), "the two ends may not overlap");
+        assert!(
+            !glob("ab*ba").matches("aba"),
+            "the two ends may not overlap"
+        );
         assert!(glob("exact").matches("exact"));
         assert!(!glob("exact").matches("exactly"));
     }

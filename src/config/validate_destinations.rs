@@ -78,9 +78,7 @@ pub(super) fn validate_destination(
             None
         }
     };
-    let timeout_secs = raw
-        .timeout_secs
-        .unwrap_or(DEFAULT_DESTINATION_TIMEOUT_SECS);
+    let timeout_secs = raw.timeout_secs.unwrap_or(DEFAULT_DESTINATION_TIMEOUT_SECS);
     if timeout_secs == 0 {
         problems.push(format!("{at}.timeout_secs must be at least 1"));
     }
@@ -97,7 +95,9 @@ pub(super) fn validate_destination(
     if max_attempts == 0 {
         problems.push(format!("{at}.max_attempts must be at least 1"));
     }
-    let backoff_base_secs = raw.backoff_base_secs.unwrap_or(processing.backoff_base_secs);
+    let backoff_base_secs = raw
+        .backoff_base_secs
+        .unwrap_or(processing.backoff_base_secs);
     let backoff_max_secs = raw.backoff_max_secs.unwrap_or(processing.backoff_max_secs);
     if backoff_max_secs < backoff_base_secs {
         problems.push(format!(
@@ -153,7 +153,7 @@ fn validate_http(
         Some(url) => {
             match url::Url::parse(url.expose()) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
-                    if parsed.host_str().is_none_or(str::is_empty) {
+                    if parsed.host_str().map_or(true, str::is_empty) {
                         problems.push(format!("{at}.url has no host"));
                     }
                 }
@@ -170,7 +170,9 @@ fn validate_http(
         None | Some("on") => false,
         Some("off") => true,
         Some(other) => {
-            problems.push(format!("{at}.sign: expected \"on\" or \"off\", got {other:?}"));
+            problems.push(format!(
+                "{at}.sign: expected \"on\" or \"off\", got {other:?}"
+            ));
             false
         }
     };
@@ -259,7 +261,10 @@ fn validate_nats(
     if let Err(e) = check_subject(&subject) {
         problems.push(format!("{at}.subject: {e}"));
     }
-    let stream = raw.stream.clone().unwrap_or_else(|| "HOOKLEDGER".to_string());
+    let stream = raw
+        .stream
+        .clone()
+        .unwrap_or_else(|| "HOOKLEDGER".to_string());
     if stream.is_empty()
         || !stream
             .bytes()
@@ -360,7 +365,9 @@ mod tests {
     fn subject_templates_take_only_known_placeholders_and_valid_tokens() {
         assert!(check_subject("hookledger.{source}.{object_type}.{action}").is_ok());
         assert!(check_subject("a.{object_id}").is_ok());
-        assert!(check_subject("a.{event}").unwrap_err().contains("unknown placeholder"));
+        assert!(check_subject("a.{event}")
+            .unwrap_err()
+            .contains("unknown placeholder"));
         assert!(check_subject("a.{source").is_err());
         assert!(check_subject("a..b").is_err());
         assert!(check_subject("a.*").is_err());

@@ -7,7 +7,11 @@
 //! ([`AttemptResult`]); retries, order, pause and leases are decided here
 //! and in SQL, the same for every kind.
 
+pub mod http;
 pub mod nats;
+mod runner;
+
+pub use runner::{DeliveryOutcome, Relay};
 
 /// One attempt at one delivery, as a transport sees it.
 #[derive(Debug, Clone)]

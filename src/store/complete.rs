@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, SqliteConnection};
 
+use super::outbox::{self, Outbox};
 use super::queue::{ClaimedEvent, DomainWrite};
 use super::{Store, StoreError};
 
@@ -60,19 +61,38 @@ fn rounds(batch: &[Completion<'_>]) -> Vec<Vec<usize>> {
     rounds
 }
 
-/// Marks as done the completions of `round` whose ids a `MARK_DONE` returned.
-fn mark_done(done: &mut [bool], batch: &[Completion<'_>], round: &[usize], returned: &[(i64,)]) {
+/// Marks as done the completions of `round` whose ids a `MARK_DONE`
+/// returned, with their events' completion counts (this one included).
+fn mark_done(
+    done: &mut [Option<i64>],
+    batch: &[Completion<'_>],
+    round: &[usize],
+    returned: &[(i64, i64)],
+) {
     let index: HashMap<i64, usize> = round.iter().map(|&i| (batch[i].0.id, i)).collect();
-    for (id,) in returned {
-        if let Some(&i) = index.get(id) {
-            done[i] = true;
+    for &(id, completions) in returned {
+        if let Some(&i) = index.get(&id) {
+            done[i] = Some(completions);
         }
     }
 }
 
+/// The completions that took effect, with their completion counts, in the
+/// batch's order.
+fn completed<'a>(
+    batch: &[Completion<'a>],
+    done: &[Option<i64>],
+) -> Vec<(&'a ClaimedEvent, Option<&'a DomainWrite>, i64)> {
+    batch
+        .iter()
+        .zip(done)
+        .filter_map(|(&(event, write), done)| done.map(|n| (event, write, n)))
+        .collect()
+}
+
 /// The writes of the completed events, one per object (the newest), in
 /// object order so that concurrent batches lock domain rows in one order.
-fn upserts<'a>(batch: &[Completion<'a>], done: &[bool]) -> Vec<Upsert<'a>> {
+fn upserts<'a>(batch: &[Completion<'a>], done: &[Option<i64>]) -> Vec<Upsert<'a>> {
     let mut by_object: BTreeMap<(&str, &str, &str), Upsert<'a>> = BTreeMap::new();
     for (&(event, write), &done) in batch.iter().zip(done) {
         let (Some(write), Some(object_type), Some(object_id)) = (
@@ -82,7 +102,7 @@ fn upserts<'a>(batch: &[Completion<'a>], done: &[bool]) -> Vec<Upsert<'a>> {
         ) else {
             continue;
         };
-        if !done {
+        if done.is_none() {
             continue;
         }
         let row = Upsert {
@@ -111,10 +131,10 @@ fn upserts<'a>(batch: &[Completion<'a>], done: &[bool]) -> Vec<Upsert<'a>> {
 const SQLITE_MARK_DONE: &str = "\
 WITH b AS (SELECT j.value ->> 0 AS id, j.value ->> 1 AS token FROM json_each($2) AS j) \
 UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
-    lease_until = NULL, last_error = NULL \
+    lease_until = NULL, last_error = NULL, completions = events.completions + 1 \
 FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
     AND events.lease_until > $1 \
-RETURNING events.id";
+RETURNING events.id, events.completions";
 
 const SQLITE_UPSERT_DOMAIN: &str = "\
 INSERT INTO domain_objects (source, object_type, object_id, data, last_event_id, \
@@ -134,10 +154,10 @@ WHERE (excluded.event_time, excluded.last_event_id) \
 const POSTGRES_MARK_DONE: &str = "\
 WITH b AS (SELECT * FROM UNNEST($2::bigint[], $3::bigint[]) AS b(id, token)) \
 UPDATE events SET status = 'done', processed_at = $1, lease_token = NULL, \
-    lease_until = NULL, last_error = NULL \
+    lease_until = NULL, last_error = NULL, completions = events.completions + 1 \
 FROM b WHERE events.id = b.id AND events.lease_token = b.token AND events.status = 'processing' \
     AND events.lease_until > $1 \
-RETURNING events.id";
+RETURNING events.id, events.completions::bigint";
 
 const POSTGRES_UPSERT_DOMAIN: &str = "\
 INSERT INTO domain_objects (source, object_type, object_id, data, last_event_id, \
@@ -155,15 +175,16 @@ WHERE (excluded.event_time, excluded.last_event_id) \
 async fn complete_sqlite(
     conn: &mut SqliteConnection,
     batch: &[Completion<'_>],
+    outbox: &Outbox,
     now_ms: i64,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let mut done = vec![false; batch.len()];
+    let mut done = vec![None; batch.len()];
     for round in rounds(batch) {
         let rows: Vec<serde_json::Value> = round
             .iter()
             .map(|&i| serde_json::json!([batch[i].0.id, batch[i].0.lease_token]))
             .collect();
-        let returned: Vec<(i64,)> = sqlx::query_as(SQLITE_MARK_DONE)
+        let returned: Vec<(i64, i64)> = sqlx::query_as(SQLITE_MARK_DONE)
             .bind(now_ms)
             .bind(serde_json::Value::Array(rows).to_string())
             .fetch_all(&mut *conn)
@@ -191,17 +212,20 @@ async fn complete_sqlite(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(done)
+    let deliveries = outbox::new_deliveries(outbox, &completed(batch, &done), now_ms);
+    outbox::insert_sqlite(conn, &deliveries, now_ms).await?;
+    Ok(done.iter().map(Option::is_some).collect())
 }
 
 async fn complete_postgres(
     conn: &mut PgConnection,
     batch: &[Completion<'_>],
+    outbox: &Outbox,
     now_ms: i64,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let mut done = vec![false; batch.len()];
+    let mut done = vec![None; batch.len()];
     for round in rounds(batch) {
-        let returned: Vec<(i64,)> = sqlx::query_as(POSTGRES_MARK_DONE)
+        let returned: Vec<(i64, i64)> = sqlx::query_as(POSTGRES_MARK_DONE)
             .bind(now_ms)
             .bind(round.iter().map(|&i| batch[i].0.id).collect::<Vec<i64>>())
             .bind(
@@ -227,7 +251,9 @@ async fn complete_postgres(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(done)
+    let deliveries = outbox::new_deliveries(outbox, &completed(batch, &done), now_ms);
+    outbox::insert_postgres(conn, &deliveries, now_ms).await?;
+    Ok(done.iter().map(Option::is_some).collect())
 }
 
 impl Store {
@@ -244,6 +270,20 @@ impl Store {
         batch: &[Completion<'_>],
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
+        self.complete_batch_with(batch, &Outbox::default(), now_ms)
+            .await
+    }
+
+    /// [`complete_batch`](Store::complete_batch) that also writes, in the
+    /// same transaction, one delivery per destination `outbox` routes each
+    /// completed event to (SPEC §7): a completion that lost its lease
+    /// writes none, and no delivery exists whose completion did not commit.
+    pub async fn complete_batch_with(
+        &self,
+        batch: &[Completion<'_>],
+        outbox: &Outbox,
+        now_ms: i64,
+    ) -> Result<Vec<bool>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -251,7 +291,7 @@ impl Store {
             Store::Sqlite(sqlite) => {
                 let _gate = self.write_gate().await;
                 let mut tx = sqlite.work.begin_with("BEGIN IMMEDIATE").await?;
-                let done = complete_sqlite(&mut tx, batch, now_ms).await?;
+                let done = complete_sqlite(&mut tx, batch, outbox, now_ms).await?;
                 tx.commit().await?;
                 done
             }
@@ -265,7 +305,7 @@ impl Store {
                 sqlx::query("SET LOCAL synchronous_commit = off")
                     .execute(&mut *tx)
                     .await?;
-                let done = complete_postgres(&mut tx, batch, now_ms).await?;
+                let done = complete_postgres(&mut tx, batch, outbox, now_ms).await?;
                 tx.commit().await?;
                 done
             }

@@ -20,10 +20,12 @@
 pub mod admin;
 mod batch;
 pub mod complete;
+pub mod deliveries;
 pub mod domain;
 pub mod duplicates;
 pub mod lease;
 pub mod ledger;
+pub mod outbox;
 pub mod queue;
 mod sqlite_ledger;
 

@@ -33,6 +33,7 @@ pub struct ClaimedEvent {
     pub object_type: Option<String>,
     pub object_id: Option<String>,
     pub event_time: i64,
+    pub received_at: i64,
     pub payload: String,
     /// Including this claim.
     pub attempts: i32,
@@ -137,7 +138,7 @@ const POSTGRES_REPLAY_BEGINS: &str = "SELECT pg_advisory_xact_lock(1751937648, 0
 
 const RETURNING_CLAIMED: &str = "RETURNING events.id, events.source, events.dedup_key, \
 events.provider_event_id, events.action, events.object_type, events.object_id, \
-events.event_time, events.payload, events.attempts, events.lease_token";
+events.event_time, events.received_at, events.payload, events.attempts, events.lease_token";
 
 impl Store {
     /// Claims up to `limit` due events, oldest first, with a lease until

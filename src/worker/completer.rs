@@ -30,7 +30,7 @@ impl Worker {
     ) -> Result<Vec<Outcome>, StoreError> {
         let done = self
             .store
-            .complete_batch(batch, self.clock.now_ms())
+            .complete_batch_with(batch, &self.shared.outbox, self.clock.now_ms())
             .await?;
         Ok(batch
             .iter()

@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::config::{Config, FetchConfig, Preset};
 use crate::metrics::{Metrics, ProcessResult};
 use crate::sources::Source;
+use crate::store::outbox::Outbox;
 use crate::store::queue::{ClaimedEvent, DomainWrite, QueueError};
 use crate::store::{Store, StoreError};
 
@@ -70,6 +71,8 @@ struct Shared {
     /// Built once; an error (TLS set-up) is reported on every fetch.
     http: Result<reqwest::Client, String>,
     limits: RateLimits,
+    /// Where completed events are delivered: written with each completion.
+    outbox: Outbox,
 }
 
 /// How one claimed event ended up.
@@ -128,13 +131,18 @@ impl Worker {
             }),
             max_pause_ms,
         );
+        let outbox = Outbox::from_config(&config);
         Worker {
             store,
             config,
             sources,
             clock,
             metrics,
-            shared: Arc::new(Shared { http, limits }),
+            shared: Arc::new(Shared {
+                http,
+                limits,
+                outbox,
+            }),
         }
     }
 
@@ -313,13 +321,10 @@ impl Worker {
     ) -> Result<Outcome, StoreError> {
         let result = match self.attempt(event, cancel).await {
             Ok(Step::Settled(outcome)) => Ok(outcome),
-            Ok(Step::Complete(write)) => {
-                let result = self
-                    .store
-                    .complete(event, write.as_ref(), self.clock.now_ms())
-                    .await;
-                self.settle(event, result, Outcome::Done)
-            }
+            Ok(Step::Complete(write)) => self
+                .complete_processed(&[(event, write.as_ref())])
+                .await
+                .map(|outcomes| outcomes[0]),
             Err(e) => Err(e),
         };
         log_outcome(event, &result);

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use hookledger::clock::{Clock, ManualClock};
 use hookledger::config::{self, Config};
+use hookledger::relay::Relay;
 use hookledger::sources::Source;
 use hookledger::startup::Application;
 use hookledger::store::Store;
@@ -204,6 +205,8 @@ pub struct TestApp {
     pub upstream: MockServer,
     pub config: Config,
     pub worker: Worker,
+    /// Every destination's relay, for driving deliveries by hand.
+    pub relays: Vec<Relay>,
     pub db: TestDb,
 }
 
@@ -255,6 +258,7 @@ pub async fn spawn_app_with(backend: Backend, options: TestOptions) -> TestApp {
     .expect("building the app");
     let port = app.port();
     let worker = app.worker();
+    let relays = app.relays();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -269,6 +273,7 @@ pub async fn spawn_app_with(backend: Backend, options: TestOptions) -> TestApp {
         upstream,
         config,
         worker,
+        relays,
         db,
     }
 }
@@ -370,6 +375,15 @@ impl TestApp {
         let signed = self.signed_headers(source, &with_type, &body);
         self.post_raw(&format!("/webhooks/{source}"), &signed, body)
             .await
+    }
+
+    /// The relay of destination `name`.
+    pub fn relay(&self, name: &str) -> Relay {
+        self.relays
+            .iter()
+            .find(|r| r.name() == name)
+            .unwrap_or_else(|| panic!("no destination {name:?} is configured"))
+            .clone()
     }
 
     /// A GET on the admin API with the test token.

@@ -1,0 +1,439 @@
+//! One destination's relay: claims its due deliveries (at most
+//! `concurrency` in flight per process), waits for its rate limit, hands
+//! each to the transport while renewing the lease, and settles the outcome
+//! with one lease-guarded store call. A receiver that hangs holds one slot
+//! for `timeout_secs`, never the relay; each destination has its own relay,
+//! so one that is slow, down or paused never holds up another.
+//!
+//! [`Relay::run_once`] and [`Relay::drain`] deliver what is due at the
+//! clock's current time and return (tests drive them by hand);
+//! [`Relay::run`] is the background loop of `hookledger serve`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::http::HttpTransport;
+use super::nats::NatsTransport;
+use super::{Attempt, AttemptResult};
+use crate::clock::Clock;
+use crate::config::{Config, DestinationConfig, DestinationKind};
+use crate::metrics::{DeliveryResult, Metrics};
+use crate::store::deliveries::{ClaimedDelivery, Settlement};
+use crate::store::queue::QueueError;
+use crate::store::{Store, StoreError};
+use crate::worker::backoff::{cap_retry_after_ms, retry_at_ms, retry_delay_ms};
+use crate::worker::lease::renew_every;
+use crate::worker::rate::TokenBucket;
+
+/// The longest a delivery waits, holding its lease, for its destination's
+/// rate limit; beyond that it is handed back, due when a token is free.
+const MAX_TOKEN_WAIT_MS: i64 = 5_000;
+/// Back-off of the background loop after a store error.
+const STORE_ERROR_BACKOFF_MS: (u64, u64) = (500, 30_000);
+
+enum Transport {
+    Http(HttpTransport),
+    Nats(NatsTransport),
+}
+
+impl Transport {
+    async fn send(&self, attempt: &Attempt<'_>) -> AttemptResult {
+        match self {
+            Transport::Http(t) => t.send(attempt).await,
+            Transport::Nats(t) => t.send(attempt).await,
+        }
+    }
+}
+
+/// How one claimed delivery ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered,
+    Retry,
+    Dead,
+    /// Handed back unattempted (rate limit, shutdown).
+    Released,
+    /// The lease was no longer ours; the attempt's outcome was not recorded.
+    LeaseLost,
+}
+
+/// Everything one destination's relay needs; cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    store: Store,
+    destination: Arc<DestinationConfig>,
+    transport: Arc<Transport>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    lease_ms: i64,
+    poll_ms: u64,
+    max_retry_after_secs: u64,
+    rate: Arc<Mutex<TokenBucket>>,
+}
+
+impl Relay {
+    /// A relay for every configured destination.
+    pub fn for_config(
+        store: &Store,
+        config: &Config,
+        clock: &Arc<dyn Clock>,
+        metrics: &Arc<Metrics>,
+    ) -> Vec<Relay> {
+        config
+            .destinations
+            .values()
+            .map(|d| Relay::new(store.clone(), config, d, clock.clone(), metrics.clone()))
+            .collect()
+    }
+
+    pub fn new(
+        store: Store,
+        config: &Config,
+        destination: &DestinationConfig,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Relay {
+        let transport = match &destination.kind {
+            DestinationKind::Http(http) => {
+                Transport::Http(HttpTransport::new(destination, http, clock.clone()))
+            }
+            DestinationKind::Nats(nats) => Transport::Nats(NatsTransport::new(destination, nats)),
+        };
+        let max_pause_ms =
+            i64::try_from(config.processing.max_retry_after_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+        Relay {
+            store,
+            destination: Arc::new(destination.clone()),
+            transport: Arc::new(transport),
+            clock,
+            metrics,
+            lease_ms: i64::try_from(config.processing.lease_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            poll_ms: config.processing.poll_interval_ms.max(1),
+            max_retry_after_secs: config.processing.max_retry_after_secs,
+            rate: Arc::new(Mutex::new(TokenBucket::with_max_pause(
+                destination.rate_per_sec,
+                max_pause_ms,
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.destination.name
+    }
+
+    /// Claims what is due now (up to `limit`) and attempts it concurrently;
+    /// returns the outcomes in claim order.
+    pub async fn run_once(&self, limit: usize) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        let now = self.clock.now_ms();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let claimed = self
+            .store
+            .claim_deliveries(&self.destination.name, now, self.lease_ms, limit)
+            .await?;
+        let never = CancellationToken::new();
+        let outcomes = join_all(claimed.iter().map(|d| self.attempt(d, &never))).await;
+        outcomes.into_iter().collect()
+    }
+
+    /// Delivers until nothing is due at the clock's current time; returns
+    /// every outcome.
+    pub async fn drain(&self) -> Result<Vec<DeliveryOutcome>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let outcomes = self.run_once(self.destination.concurrency).await?;
+            if outcomes.is_empty() {
+                return Ok(all);
+            }
+            all.extend(outcomes);
+        }
+    }
+
+    /// The background loop: at most `concurrency` attempts in flight,
+    /// claimed as slots free up; idle, it sleeps until the next delivery
+    /// falls due (at most `poll_interval_ms`) or a slot frees up. On
+    /// `shutdown` it stops claiming and lets the attempts in flight finish.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let concurrency = self.destination.concurrency.max(1);
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut store_backoff_ms = 0;
+        tracing::info!(destination = %self.destination.name, kind = self.destination.kind.as_str(),
+            concurrency, "relay started");
+        let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        while !shutdown.is_cancelled() {
+            while in_flight.try_join_next().is_some() {}
+            if last_gauge.elapsed() >= Duration::from_secs(1) {
+                self.update_pending_gauge().await;
+                last_gauge = Instant::now();
+            }
+            let free = concurrency - in_flight.len();
+            if free == 0 {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let now = self.clock.now_ms();
+            let claimed = match self
+                .store
+                .claim_deliveries(&self.destination.name, now, self.lease_ms, free as i64)
+                .await
+            {
+                Ok(claimed) => {
+                    store_backoff_ms = 0;
+                    claimed
+                }
+                Err(e) => {
+                    store_backoff_ms = (store_backoff_ms * 2)
+                        .clamp(STORE_ERROR_BACKOFF_MS.0, STORE_ERROR_BACKOFF_MS.1);
+                    tracing::warn!(destination = %self.destination.name, error = %e,
+                        retry_in_ms = store_backoff_ms, "claiming deliveries failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(store_backoff_ms)) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
+            let full = claimed.len() == free;
+            for delivery in claimed {
+                let relay = self.clone();
+                let shutdown = shutdown.clone();
+                in_flight.spawn(async move {
+                    // Errors are logged inside; the lease's expiry retries.
+                    let _ = relay.attempt(&delivery, &shutdown).await;
+                });
+            }
+            if full {
+                continue;
+            }
+            let idle = self.idle_delay().await;
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+        tracing::info!(destination = %self.destination.name, "relay stopped");
+    }
+
+    async fn update_pending_gauge(&self) {
+        match self
+            .store
+            .unfinished_deliveries(&self.destination.name)
+            .await
+        {
+            Ok(n) => self
+                .metrics
+                .set_deliveries_pending(&self.destination.name, n),
+            Err(e) => tracing::debug!(error = %e, "could not count unfinished deliveries"),
+        }
+    }
+
+    async fn idle_delay(&self) -> Duration {
+        let ms = match self
+            .store
+            .next_delivery_due_at(&self.destination.name)
+            .await
+        {
+            Ok(Some(at)) => match u64::try_from(at - self.clock.now_ms()) {
+                Ok(until) if until > 0 => until.min(self.poll_ms),
+                _ => self.poll_ms,
+            },
+            _ => self.poll_ms,
+        };
+        Duration::from_millis(ms)
+    }
+
+    /// One attempt at one claimed delivery, ending in exactly one store call.
+    async fn attempt(
+        &self,
+        delivery: &ClaimedDelivery,
+        cancel: &CancellationToken,
+    ) -> Result<DeliveryOutcome, StoreError> {
+        let now = self.clock.now_ms();
+        let token = self
+            .rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acquire(now, MAX_TOKEN_WAIT_MS);
+        match token {
+            Ok(at) if at > now => {
+                let wait = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
+                let waited = self
+                    .holding_lease(delivery, async {
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => true,
+                            () = cancel.cancelled() => false,
+                        }
+                    })
+                    .await;
+                match waited {
+                    None => return Ok(self.lost(delivery)),
+                    Some(false) => {
+                        let release = Settlement::Release {
+                            reason: "released at shutdown before its attempt".into(),
+                            at_ms: self.clock.now_ms(),
+                        };
+                        return self.settle(delivery, release).await;
+                    }
+                    Some(true) => {}
+                }
+            }
+            Ok(_) => {}
+            Err(free_at) => {
+                let release = Settlement::Release {
+                    reason: "waiting for the destination's rate limit".into(),
+                    at_ms: free_at,
+                };
+                return self.settle(delivery, release).await;
+            }
+        }
+        let delivery_id = delivery.delivery_id();
+        let attempt = Attempt {
+            delivery_id: &delivery_id,
+            source: &delivery.source,
+            action: delivery.action.as_deref(),
+            object_type: delivery.object_type.as_deref(),
+            object_id: delivery.object_id.as_deref(),
+            attempt: u32::try_from(delivery.attempts).unwrap_or(1),
+            body: &delivery.body,
+        };
+        let started = Instant::now();
+        let Some(result) = self
+            .holding_lease(delivery, self.transport.send(&attempt))
+            .await
+        else {
+            return Ok(self.lost(delivery));
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let now = self.clock.now_ms();
+        let (settlement, label) = match result {
+            AttemptResult::Delivered { status } => {
+                (Settlement::Delivered { status }, DeliveryResult::delivered)
+            }
+            AttemptResult::Dead { error, status } => {
+                (Settlement::Dead { error, status }, DeliveryResult::dead)
+            }
+            AttemptResult::Retry {
+                error,
+                status,
+                retry_after_ms,
+            } => {
+                let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+                if attempts >= self.destination.max_attempts {
+                    let error = format!("{error} (gave up after {attempts} attempts)");
+                    (Settlement::Dead { error, status }, DeliveryResult::dead)
+                } else {
+                    let delay = retry_delay_ms(
+                        attempts,
+                        self.destination.backoff_base_secs,
+                        self.destination.backoff_max_secs,
+                        &mut rand::thread_rng(),
+                    );
+                    let retry_after = retry_after_ms
+                        .map(|at| cap_retry_after_ms(at, now, self.max_retry_after_secs));
+                    if let Some(at) = retry_after {
+                        // Everything else to this receiver waits too: it asked.
+                        self.rate
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .pause_until(now, at);
+                    }
+                    let at_ms = retry_at_ms(now, delay, retry_after);
+                    (
+                        Settlement::Retry {
+                            at_ms,
+                            error,
+                            status,
+                        },
+                        DeliveryResult::retry,
+                    )
+                }
+            }
+        };
+        let outcome = self.settle(delivery, settlement).await?;
+        if outcome != DeliveryOutcome::LeaseLost {
+            self.metrics
+                .delivery_attempt(&self.destination.name, label, seconds);
+        }
+        Ok(outcome)
+    }
+
+    async fn settle(
+        &self,
+        delivery: &ClaimedDelivery,
+        settlement: Settlement,
+    ) -> Result<DeliveryOutcome, StoreError> {
+        let outcome = match &settlement {
+            Settlement::Release { .. } => DeliveryOutcome::Released,
+            Settlement::Delivered { .. } => DeliveryOutcome::Delivered,
+            Settlement::Retry { .. } => DeliveryOutcome::Retry,
+            Settlement::Dead { .. } => DeliveryOutcome::Dead,
+        };
+        let result = self
+            .store
+            .settle_delivery(delivery, &settlement, self.clock.now_ms())
+            .await;
+        match result {
+            Ok(()) => {
+                tracing::debug!(destination = %self.destination.name,
+                    delivery_id = %delivery.delivery_id(), ?outcome, "delivery attempt settled");
+                Ok(outcome)
+            }
+            Err(QueueError::LeaseLost(_)) => Ok(self.lost(delivery)),
+            Err(QueueError::Store(e)) => {
+                tracing::error!(destination = %self.destination.name,
+                    delivery_id = %delivery.delivery_id(), error = %e,
+                    "could not record a delivery attempt; it is sent again when its lease expires");
+                Err(e)
+            }
+        }
+    }
+
+    fn lost(&self, delivery: &ClaimedDelivery) -> DeliveryOutcome {
+        tracing::warn!(destination = %self.destination.name, delivery_id = %delivery.delivery_id(),
+            "delivery lease lost (it ran out, or another relay holds it); leaving it");
+        DeliveryOutcome::LeaseLost
+    }
+
+    /// Runs `work` while renewing the delivery's lease; `None` when a
+    /// renewal found the lease gone (`work` is dropped unfinished).
+    async fn holding_lease<T>(
+        &self,
+        delivery: &ClaimedDelivery,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let period = renew_every(self.lease_ms);
+        let keep = async {
+            let start = tokio::time::Instant::now() + period;
+            let mut ticks = tokio::time::interval_at(start, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let now = self.clock.now_ms();
+                let until = now.saturating_add(self.lease_ms);
+                match self.store.renew_delivery_lease(delivery, now, until).await {
+                    Ok(()) => {}
+                    Err(QueueError::LeaseLost(_)) => return,
+                    Err(QueueError::Store(e)) => {
+                        tracing::warn!(destination = %self.destination.name, error = %e,
+                            "renewing a delivery lease failed; trying again at the next renewal");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            biased;
+            out = work => Some(out),
+            () = keep => None,
+        }
+    }
+}

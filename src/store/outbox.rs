@@ -1,0 +1,236 @@
+//! The outbox half of a completion (SPEC §7): which destinations an event
+//! goes to ([`Outbox`], from the sources' `deliver` rules), the envelope
+//! each delivery carries, and the one multi-row `INSERT` that writes the
+//! deliveries inside the transaction that marks their events `done`
+//! (`complete.rs`). Nothing here talks to a destination: relays read the
+//! rows once that transaction has committed.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use sqlx::{PgConnection, SqliteConnection};
+
+use super::queue::{ClaimedEvent, DomainWrite};
+use crate::config::{Config, DeliverRule};
+
+/// Where each source's processed events go.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    routes: HashMap<String, Vec<DeliverRule>>,
+}
+
+impl Outbox {
+    /// The sources' `deliver` rules; an empty outbox delivers nothing.
+    pub fn from_config(config: &Config) -> Outbox {
+        Outbox {
+            routes: config
+                .sources
+                .iter()
+                .filter(|(_, s)| !s.deliver.is_empty())
+                .map(|(name, s)| (name.clone(), s.deliver.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The destinations an event of `source` with `action` goes to, each
+    /// once (two rules may name one destination), in the rules' order.
+    pub fn destinations(&self, source: &str, action: Option<&str>) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for rule in self.routes.get(source).into_iter().flatten() {
+            if rule.matches(action) && !names.contains(&rule.to.as_str()) {
+                names.push(&rule.to);
+            }
+        }
+        names
+    }
+}
+
+/// `hl_<ledger id>` for the first completion, `hl_<ledger id>-r<n>` for the
+/// n-th replay: the id of every attempt of that delivery.
+pub fn delivery_id(event_id: i64, replay: i64) -> String {
+    if replay == 0 {
+        format!("hl_{event_id}")
+    } else {
+        format!("hl_{event_id}-r{replay}")
+    }
+}
+
+/// The envelope of SPEC §7, in the Standard Webhooks payload shape. `object`
+/// is what this event's processing produced (whether or not it won the
+/// domain row), `null` when the event names no object.
+pub fn envelope(
+    event: &ClaimedEvent,
+    write: Option<&DomainWrite>,
+    replay: i64,
+    completed_at_ms: i64,
+) -> String {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    let object = match (write, &event.object_id) {
+        (Some(write), Some(_)) => parse(&write.data),
+        _ => Value::Null,
+    };
+    json!({
+        "type": event.action,
+        "timestamp": crate::clock::rfc3339(completed_at_ms),
+        "data": {
+            "id": format!("hl_{}", event.id),
+            "ledger_id": event.id,
+            "replay": replay,
+            "source": event.source,
+            "provider_event_id": event.provider_event_id,
+            "action": event.action,
+            "object_type": event.object_type,
+            "object_id": event.object_id,
+            "event_time": crate::clock::rfc3339(event.event_time),
+            "received_at": crate::clock::rfc3339(event.received_at),
+            "object": object,
+            "payload": parse(&event.payload),
+        }
+    })
+    .to_string()
+}
+
+/// One delivery row to insert.
+pub(super) struct NewDelivery<'a> {
+    pub event: &'a ClaimedEvent,
+    pub destination: &'a str,
+    pub replay: i64,
+    pub body: String,
+}
+
+/// The deliveries of the completions that took effect: `completed` pairs
+/// each done completion with its event's completion count after this one.
+pub(super) fn new_deliveries<'a>(
+    outbox: &'a Outbox,
+    completed: &[(&'a ClaimedEvent, Option<&'a DomainWrite>, i64)],
+    now_ms: i64,
+) -> Vec<NewDelivery<'a>> {
+    let mut rows = Vec::new();
+    for &(event, write, completions) in completed {
+        let destinations = outbox.destinations(&event.source, event.action.as_deref());
+        if destinations.is_empty() {
+            continue;
+        }
+        let replay = (completions - 1).max(0);
+        let body = envelope(event, write, replay, now_ms);
+        for destination in destinations {
+            rows.push(NewDelivery {
+                event,
+                destination,
+                replay,
+                body: body.clone(),
+            });
+        }
+    }
+    rows
+}
+
+const SQLITE_INSERT: &str = "\
+INSERT INTO deliveries (event_id, destination, replay, source, action, object_type, object_id, \
+    status, body, next_attempt_at, created_at) \
+SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+    j.value ->> 5, j.value ->> 6, 'pending', j.value ->> 7, $1, $1 \
+FROM json_each($2) AS j ORDER BY j.key";
+
+const POSTGRES_INSERT: &str = "\
+INSERT INTO deliveries (event_id, destination, replay, source, action, object_type, object_id, \
+    status, body, next_attempt_at, created_at) \
+SELECT d.event_id, d.destination, d.replay, d.source, d.action, d.object_type, d.object_id, \
+    'pending', d.body, $1, $1 \
+FROM UNNEST($2::bigint[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], \
+    $8::text[], $9::text[]) \
+    WITH ORDINALITY AS d(event_id, destination, replay, source, action, object_type, \
+        object_id, body, ord) \
+ORDER BY d.ord";
+
+/// Rows are inserted in the order given (event id order within a batch), so
+/// delivery ids follow the order the events completed.
+pub(super) async fn insert_sqlite(
+    conn: &mut SqliteConnection,
+    rows: &[NewDelivery<'_>],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|d| {
+            json!([
+                d.event.id,
+                d.destination,
+                d.replay,
+                d.event.source,
+                d.event.action,
+                d.event.object_type,
+                d.event.object_id,
+                d.body
+            ])
+        })
+        .collect();
+    sqlx::query(SQLITE_INSERT)
+        .bind(now_ms)
+        .bind(Value::Array(rows).to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_postgres(
+    conn: &mut PgConnection,
+    rows: &[NewDelivery<'_>],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(POSTGRES_INSERT)
+        .bind(now_ms)
+        .bind(rows.iter().map(|d| d.event.id).collect::<Vec<i64>>())
+        .bind(rows.iter().map(|d| d.destination).collect::<Vec<&str>>())
+        .bind(
+            rows.iter()
+                .map(|d| i32::try_from(d.replay).unwrap_or(i32::MAX))
+                .collect::<Vec<i32>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|d| d.event.source.as_str())
+                .collect::<Vec<&str>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|d| d.event.action.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|d| d.event.object_type.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|d| d.event.object_id.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
+        .bind(rows.iter().map(|d| d.body.as_str()).collect::<Vec<&str>>())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ids_mark_replays() {
+        assert_eq!(delivery_id(42, 0), "hl_42");
+        assert_eq!(delivery_id(42, 1), "hl_42-r1");
+        assert_eq!(delivery_id(42, 12), "hl_42-r12");
+    }
+}
