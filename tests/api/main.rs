@@ -17,6 +17,8 @@ mod input_edges;
 mod lease_edges;
 mod leases;
 mod logs;
+mod nats;
+mod nats_server;
 mod order_races;
 mod ordering;
 mod processes;
