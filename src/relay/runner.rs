@@ -37,7 +37,7 @@ const STORE_ERROR_BACKOFF_MS: (u64, u64) = (500, 30_000);
 
 enum Transport {
     Http(HttpTransport),
-    Nats(NatsTransport),
+    Nats(Box<NatsTransport>),
 }
 
 impl Transport {
@@ -101,7 +101,9 @@ impl Relay {
             DestinationKind::Http(http) => {
                 Transport::Http(HttpTransport::new(destination, http, clock.clone()))
             }
-            DestinationKind::Nats(nats) => Transport::Nats(NatsTransport::new(destination, nats)),
+            DestinationKind::Nats(nats) => {
+                Transport::Nats(Box::new(NatsTransport::new(destination, nats)))
+            }
         };
         let max_pause_ms =
             i64::try_from(config.processing.max_retry_after_secs.saturating_mul(1000))
