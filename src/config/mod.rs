@@ -273,15 +273,18 @@ pub mod destinations;
 mod expand;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_destinations;
 mod validate;
 mod validate_destinations;
 
 pub use destinations::{
-    ActionGlob, DeliverRule, DestinationConfig, DestinationKind, HttpDestination, NatsDestination,
+    printable_url, ActionGlob, DeliverRule, DestinationConfig, DestinationKind, HttpDestination,
+    NatsDestination,
 };
 pub use validate_destinations::check_subject;
 
-use expand::{expand_vars, toml_syntax_problem, without_value};
+use expand::{expand_vars, follows_from, toml_syntax_problem, without_value};
 pub use validate::check_template;
 use validate::{validate, RawConfig};
 
@@ -341,17 +344,28 @@ pub fn load_file(path: &std::path::Path, env: &dyn Env) -> Result<Config, Config
 }
 
 /// Parses TOML text, expands `${VAR}`s, applies the environment overrides and
-/// validates.
+/// validates. Only a TOML syntax error stops at once; an unset variable is
+/// reported with every problem the rest of the config has (SPEC §7: every
+/// problem at once), less those that only follow from it.
 pub fn load_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     let mut value: toml::Value =
         toml::from_str(text).map_err(|e| ConfigError(vec![toml_syntax_problem(text, &e)]))?;
     let mut problems = Vec::new();
-    expand_vars(&mut value, env, &mut problems);
-    if !problems.is_empty() {
-        return Err(ConfigError(problems));
+    let tainted = expand_vars(&mut value, env, &mut problems);
+    let raw: RawConfig = match value.try_into() {
+        Ok(raw) => raw,
+        Err(e) => {
+            let e: toml::de::Error = e;
+            problems.push(without_value(e.message()));
+            return Err(ConfigError(problems));
+        }
+    };
+    match validate(raw, env) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError(problems)),
+        Err(ConfigError(more)) => {
+            problems.extend(more.into_iter().filter(|p| !follows_from(p, &tainted)));
+            Err(ConfigError(problems))
+        }
     }
-    let raw: RawConfig = value
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError(vec![without_value(e.message())]))?;
-    validate(raw, env)
 }
