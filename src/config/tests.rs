@@ -1,5 +1,6 @@
 //! Unit tests of loading and validating configs.
 
+use super::expand::without_value;
 use super::*;
 
 const MINIMAL: &str = "[server]\nadmin_token = \"t\"\n";
@@ -340,4 +341,50 @@ fn secrets_never_print() {
     let printed = format!("{config:?}");
     assert!(!printed.contains("hunter2") && !printed.contains("sk_live_zzz"));
     assert!(printed.contains("[redacted]"));
+}
+
+#[test]
+fn a_key_of_the_wrong_shape_is_named_by_its_entry_and_hides_nothing_else() {
+    let text = r#"
+[server]
+admin_token = "t"
+max_body_bytes = 0
+[sources.a]
+preset = "github"
+secret = "k"
+tolerance_secs = "300"
+[sources.b]
+preset = "paypal"
+secret = "k"
+[sources.c]
+preset = "github"
+secret = "k"
+deliver = [{ to = "app" }]
+[destinations.app]
+kind = "http"
+subjet = "x"
+[serve]
+bind = "x"
+"#;
+    let found = problems(text);
+    for expect in [
+        "server.max_body_bytes must be at least 1",
+        "sources.a: invalid type: string, expected u64",
+        "sources.b.preset: unknown preset",
+        "destinations.app: unknown field `subjet`",
+        "unknown field `serve`, expected one of `server`, `processing`, `sources`, `destinations`",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expect)),
+            "{expect} in {found:?}"
+        );
+    }
+    // No "unknown destination app" for the destination that did not read.
+    assert_eq!(found.len(), 5, "{found:?}");
+    // A section of the wrong shape leaves out the complaints about the
+    // defaults standing in for it.
+    let found = problems("server = 5\n[processing]\nmax_attempts = 0\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("server: invalid type"), "{found:?}");
+    assert!(found[1].starts_with("processing.max_attempts"), "{found:?}");
 }

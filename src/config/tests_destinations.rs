@@ -322,6 +322,10 @@ url = "nats://127.0.0.1:4222"
 subject = "hookledger.{{tenant}}"
 [destinations.odd]
 url = "https://x.internal"
+[destinations.typo]
+kind = "nats"
+url = "nats://127.0.0.1:4222"
+create_streams = true
 "#
     );
     let found = problems(&text);
@@ -333,10 +337,11 @@ url = "https://x.internal"
         "destinations.bus.subject: unknown placeholder {tenant}",
         "destinations.odd.kind is not set",
         "sources.t.preset: unknown preset \"paypal\"",
+        "destinations.typo: unknown field `create_streams`",
     ] {
         assert_one(&found, expect);
     }
-    assert_eq!(found.len(), 7, "no follow-on problems: {found:?}");
+    assert_eq!(found.len(), 8, "no follow-on problems: {found:?}");
 }
 
 /// The http `secret`, the NATS URL (user, password or token in it) and

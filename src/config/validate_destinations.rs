@@ -375,7 +375,7 @@ pub fn check_subject(template: &str) -> Result<(), String> {
 pub(super) fn validate_deliver(
     at: &str,
     raw: Vec<RawDeliverRule>,
-    destinations: &BTreeMap<String, RawDestination>,
+    destinations: &BTreeMap<String, Option<RawDestination>>,
     problems: &mut Vec<String>,
 ) -> Vec<DeliverRule> {
     let mut rules: Vec<DeliverRule> = Vec::new();
