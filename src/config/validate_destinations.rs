@@ -165,12 +165,7 @@ fn refuse_keys(at: &str, kind: &str, keys: &[(&str, bool)], problems: &mut Vec<S
 /// Any host is accepted, loopback and private ones included (SPEC §7: the
 /// operator chose it). The messages quote nothing of the URL, not even its
 /// scheme or the parser's complaint: it may hold a password or a token.
-fn check_url(
-    at: &str,
-    url: Option<&Secret>,
-    schemes: &[&str],
-    problems: &mut Vec<String>,
-) -> Option<url::Url> {
+fn check_url(at: &str, url: Option<&Secret>, schemes: &[&str], problems: &mut Vec<String>) {
     let expected = schemes
         .iter()
         .map(|s| format!("{s}://"))
@@ -178,22 +173,17 @@ fn check_url(
         .join(" or ");
     let Some(url) = url else {
         problems.push(format!("{at}.url is not set"));
-        return None;
+        return;
     };
     match url::Url::parse(url.expose()) {
         Ok(parsed) if !schemes.contains(&parsed.scheme()) => {
             problems.push(format!("{at}.url must start with {expected}"));
-            None
         }
         Ok(parsed) if parsed.host_str().unwrap_or("").is_empty() => {
             problems.push(format!("{at}.url names no host"));
-            None
         }
-        Ok(parsed) => Some(parsed),
-        Err(_) => {
-            problems.push(format!("{at}.url is not a URL (expected {expected}…)"));
-            None
-        }
+        Ok(_) => {}
+        Err(_) => problems.push(format!("{at}.url is not a URL (expected {expected}…)")),
     }
 }
 
