@@ -55,38 +55,96 @@ pub(super) fn toml_syntax_problem(text: &str, error: &toml::de::Error) -> String
     }
 }
 
-/// Replaces `${VAR}` in every string value; a missing variable is a problem
-/// that names it.
-pub(super) fn expand_vars(value: &mut toml::Value, env: &dyn Env, problems: &mut Vec<String>) {
+/// Replaces `${VAR}` in every string value. A variable that is not set is
+/// a problem naming it and the key, and stands for an empty string, so
+/// that loading goes on and reports every other problem with it. Returns
+/// the keys (`sources.a.secret`, `sources.a.deliver[0].to`) whose values
+/// are therefore not what the operator meant: see [`follows_from`].
+pub(super) fn expand_vars(
+    value: &mut toml::Value,
+    env: &dyn Env,
+    problems: &mut Vec<String>,
+) -> Vec<String> {
+    let mut tainted = Vec::new();
+    expand_at(value, "", env, problems, &mut tainted);
+    tainted
+}
+
+fn expand_at(
+    value: &mut toml::Value,
+    path: &str,
+    env: &dyn Env,
+    problems: &mut Vec<String>,
+    tainted: &mut Vec<String>,
+) {
     match value {
-        toml::Value::String(s) if s.contains("${") => match expand_str(s, env) {
-            Ok(expanded) => *s = expanded,
-            Err(p) => problems.push(p),
-        },
-        toml::Value::Array(items) => items.iter_mut().for_each(|v| expand_vars(v, env, problems)),
-        toml::Value::Table(table) => table
-            .iter_mut()
-            .for_each(|(_, v)| expand_vars(v, env, problems)),
+        toml::Value::String(s) if s.contains("${") => {
+            let before = problems.len();
+            *s = expand_str(s, path, env, problems);
+            if problems.len() > before {
+                tainted.push(path.to_string());
+            }
+        }
+        // Tables in an array are told apart by index, as the checks name
+        // them (`deliver[0].to`); strings in an array are reported under
+        // the array's key (`deliver[0].actions`), as the checks do too.
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let at = match item {
+                    toml::Value::Table(_) => format!("{path}[{i}]"),
+                    _ => path.to_string(),
+                };
+                expand_at(item, &at, env, problems, tainted);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                expand_at(item, &at, env, problems, tainted);
+            }
+        }
         _ => {}
     }
 }
 
-fn expand_str(s: &str, env: &dyn Env) -> Result<String, String> {
+/// `s` with every set variable replaced by its value and every unset one
+/// by nothing, each unset one a problem. An unterminated `${` leaves the
+/// rest of the text as it is.
+fn expand_str(s: &str, path: &str, env: &dyn Env, problems: &mut Vec<String>) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated ${ in a config value".to_string())?;
+        let Some(end) = after.find('}') else {
+            problems.push(format!("{path}: unterminated ${{ in the value"));
+            out.push_str(&rest[start..]);
+            return out;
+        };
         let name = &after[..end];
         match env.var(name) {
             Some(v) => out.push_str(&v),
-            None => return Err(format!("environment variable {name} is not set")),
+            None => problems.push(format!("{path}: environment variable {name} is not set")),
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    out
+}
+
+/// Whether a problem found after expansion is about a key whose value an
+/// unset variable emptied (`sources.a.secret is empty`, `….url is not a
+/// URL`): it follows from the variable already reported, and would only
+/// send the operator looking for a second mistake. The checks name a key
+/// first, then a space, `:` or a deeper key, which is what is matched.
+pub(super) fn follows_from(problem: &str, tainted: &[String]) -> bool {
+    tainted.iter().any(|key| {
+        problem
+            .strip_prefix(key.as_str())
+            .is_some_and(|rest| rest.starts_with([' ', ':', '.', '[']))
+    })
 }

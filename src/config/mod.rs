@@ -2,11 +2,14 @@
 //! environment overrides → one [`validate`] step that reports every problem at
 //! once.
 //!
-//! The raw TOML is deserialized into `Raw*` structs with `deny_unknown_fields`
-//! (a typo is an error, never a silently ignored key). Values that need
-//! checking beyond their TOML type (preset names, action rules, templates,
-//! secrets) are checked in [`validate`], which turns the raw config into the
-//! typed [`Config`] the rest of the program uses. Secrets are wrapped in
+//! The raw TOML is deserialized section by section into `Raw*` structs with
+//! `deny_unknown_fields` (`raw.rs`: a typo is an error, never a silently
+//! ignored key). Values that need checking beyond their TOML type (preset
+//! names, action rules, templates, destinations, secrets) are checked in
+//! [`validate`], which turns the raw config into the typed [`Config`] the
+//! rest of the program uses. Only a TOML syntax error stops at once; every
+//! other problem — an unset `${VAR}`, a key of the wrong type, a failed
+//! check — is collected into the one [`ConfigError`]. Secrets are wrapped in
 //! [`Secret`] so they never appear in `Debug` output or logs.
 
 use std::collections::BTreeMap;
@@ -271,19 +274,23 @@ pub const TEMPLATE_PLACEHOLDERS: [&str; 4] = ["event_id", "object_id", "object_t
 
 pub mod destinations;
 mod expand;
+mod raw;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_destinations;
 mod validate;
 mod validate_destinations;
 
 pub use destinations::{
-    ActionGlob, DeliverRule, DestinationConfig, DestinationKind, HttpDestination, NatsDestination,
+    printable_url, ActionGlob, DeliverRule, DestinationConfig, DestinationKind, HttpDestination,
+    NatsDestination,
 };
 pub use validate_destinations::check_subject;
 
-use expand::{expand_vars, toml_syntax_problem, without_value};
+use expand::{expand_vars, follows_from, toml_syntax_problem};
 pub use validate::check_template;
-use validate::{validate, RawConfig};
+use validate::validate;
 
 // ---------------------------------------------------------------------------
 // Loading.
@@ -341,17 +348,21 @@ pub fn load_file(path: &std::path::Path, env: &dyn Env) -> Result<Config, Config
 }
 
 /// Parses TOML text, expands `${VAR}`s, applies the environment overrides and
-/// validates.
+/// validates. Only a TOML syntax error stops at once; an unset variable is
+/// reported with every problem the rest of the config has (SPEC §7: every
+/// problem at once), less those that only follow from it.
 pub fn load_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
     let mut value: toml::Value =
         toml::from_str(text).map_err(|e| ConfigError(vec![toml_syntax_problem(text, &e)]))?;
     let mut problems = Vec::new();
-    expand_vars(&mut value, env, &mut problems);
-    if !problems.is_empty() {
-        return Err(ConfigError(problems));
+    let mut tainted = expand_vars(&mut value, env, &mut problems);
+    let raw = raw::read(value, &mut problems, &mut tainted);
+    match validate(raw, env) {
+        Ok(config) if problems.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigError(problems)),
+        Err(ConfigError(more)) => {
+            problems.extend(more.into_iter().filter(|p| !follows_from(p, &tainted)));
+            Err(ConfigError(problems))
+        }
     }
-    let raw: RawConfig = value
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError(vec![without_value(e.message())]))?;
-    validate(raw, env)
 }

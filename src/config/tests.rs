@@ -1,5 +1,6 @@
 //! Unit tests of loading and validating configs.
 
+use super::expand::without_value;
 use super::*;
 
 const MINIMAL: &str = "[server]\nadmin_token = \"t\"\n";
@@ -66,10 +67,105 @@ secret = "pre-${GH}-post"
 }
 
 #[test]
-fn a_missing_variable_is_named() {
+fn a_missing_variable_is_named_with_its_key_and_nothing_that_follows_from_it() {
     let found = problems("[server]\nadmin_token = \"${NOT_SET_ANYWHERE}\"\n");
-    assert_eq!(found.len(), 1);
-    assert!(found[0].contains("NOT_SET_ANYWHERE"), "{found:?}");
+    assert_eq!(
+        found,
+        ["server.admin_token: environment variable NOT_SET_ANYWHERE is not set"]
+    );
+    // Emptied, a secret would also be "empty", "not whsec_", a URL "not a
+    // URL", a deliver rule's destination "unknown": each is left out.
+    let text = r#"
+[server]
+admin_token = "t"
+[sources.a]
+preset = "standard"
+secret = "${A_SECRET}"
+deliver = [{ to = "${DEST}", actions = ["${GLOB}"] }]
+[sources.b]
+preset = "github"
+secret = "${B_SECRET}"
+[sources.c]
+preset = "acuity"
+secret = "k"
+fetch.url = "https://${HOST}/{object_id}"
+fetch.basic = "${USER}:${KEY}"
+[destinations.app]
+kind = "http"
+url = "${APP_URL}"
+secret = "${APP_SECRET}"
+[destinations.bus]
+kind = "nats"
+url = "nats://${NATS_TOKEN}@bus.internal:4222"
+"#;
+    let found = problems(text);
+    let expected = [
+        ("destinations.app.secret", "APP_SECRET"),
+        ("destinations.app.url", "APP_URL"),
+        ("destinations.bus.url", "NATS_TOKEN"),
+        ("sources.a.deliver[0].actions", "GLOB"),
+        ("sources.a.deliver[0].to", "DEST"),
+        ("sources.a.secret", "A_SECRET"),
+        ("sources.b.secret", "B_SECRET"),
+        ("sources.c.fetch.basic", "USER"),
+        ("sources.c.fetch.basic", "KEY"),
+        ("sources.c.fetch.url", "HOST"),
+    ]
+    .map(|(key, var)| format!("{key}: environment variable {var} is not set"));
+    let mut sorted = found.clone();
+    sorted.sort();
+    let mut expected = expected.to_vec();
+    expected.sort();
+    assert_eq!(sorted, expected, "{found:?}");
+}
+
+#[test]
+fn an_unset_variable_is_reported_with_every_other_problem() {
+    let text = r#"
+[server]
+admin_token = "${ADMIN}"
+max_body_bytes = 0
+[sources.a]
+preset = "paypal"
+secret = "k"
+[sources.b]
+preset = "stripe"
+secret = "${STRIPE_SECRET}"
+tolerance_secs = 300
+"#;
+    let found = problems(text);
+    for expect in [
+        "server.admin_token: environment variable ADMIN is not set",
+        "sources.b.secret: environment variable STRIPE_SECRET is not set",
+        "server.max_body_bytes must be at least 1",
+        "sources.a.preset: unknown preset \"paypal\"",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expect)),
+            "{expect} in {found:?}"
+        );
+    }
+    assert_eq!(found.len(), 4, "{found:?}");
+    // A type error (the one kind that stops the checks) still comes with
+    // the variables.
+    let found = problems("[server]\nadmin_token = \"${ADMIN}\"\nworkers = \"many\"\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("ADMIN") && found[1].contains("invalid type"));
+    // An unset variable is a problem even when an override makes it moot:
+    // the file names a variable the operator meant to set.
+    let found = load_str(
+        "[server]\nadmin_token = \"${ADMIN}\"\n",
+        &env(&[("HOOKLEDGER_ADMIN_TOKEN", "x")]),
+    )
+    .expect_err("refused")
+    .0;
+    assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[test]
+fn an_unterminated_variable_is_named_by_its_key() {
+    let found = problems("[server]\nadmin_token = \"t\"\nbind = \"${HOST:8080\"\n");
+    assert_eq!(found, ["server.bind: unterminated ${ in the value"]);
 }
 
 #[test]
@@ -245,4 +341,50 @@ fn secrets_never_print() {
     let printed = format!("{config:?}");
     assert!(!printed.contains("hunter2") && !printed.contains("sk_live_zzz"));
     assert!(printed.contains("[redacted]"));
+}
+
+#[test]
+fn a_key_of_the_wrong_shape_is_named_by_its_entry_and_hides_nothing_else() {
+    let text = r#"
+[server]
+admin_token = "t"
+max_body_bytes = 0
+[sources.a]
+preset = "github"
+secret = "k"
+tolerance_secs = "300"
+[sources.b]
+preset = "paypal"
+secret = "k"
+[sources.c]
+preset = "github"
+secret = "k"
+deliver = [{ to = "app" }]
+[destinations.app]
+kind = "http"
+subjet = "x"
+[serve]
+bind = "x"
+"#;
+    let found = problems(text);
+    for expect in [
+        "server.max_body_bytes must be at least 1",
+        "sources.a: invalid type: string, expected u64",
+        "sources.b.preset: unknown preset",
+        "destinations.app: unknown field `subjet`",
+        "unknown field `serve`, expected one of `server`, `processing`, `sources`, `destinations`",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expect)),
+            "{expect} in {found:?}"
+        );
+    }
+    // No "unknown destination app" for the destination that did not read.
+    assert_eq!(found.len(), 5, "{found:?}");
+    // A section of the wrong shape leaves out the complaints about the
+    // defaults standing in for it.
+    let found = problems("server = 5\n[processing]\nmax_attempts = 0\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("server: invalid type"), "{found:?}");
+    assert!(found[1].starts_with("processing.max_attempts"), "{found:?}");
 }

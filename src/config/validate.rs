@@ -1,88 +1,9 @@
-//! The raw TOML shape (`Raw*`, `deny_unknown_fields`) and the one
-//! [`validate`] step that turns it into the typed [`Config`], reporting every
-//! problem at once.
+//! The one [`validate`] step that turns the raw TOML shape (`raw.rs`) into
+//! the typed [`Config`], reporting every problem at once.
 
-use super::validate_destinations::{
-    validate_deliver, validate_destination, RawDeliverRule, RawDestination,
-};
+use super::raw::{RawConfig, RawFetch, RawSource};
+use super::validate_destinations::{validate_deliver, validate_destination};
 use super::*;
-
-// ---------------------------------------------------------------------------
-// Raw TOML shape.
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawConfig {
-    #[serde(default)]
-    server: RawServer,
-    #[serde(default)]
-    processing: RawProcessing,
-    #[serde(default)]
-    sources: BTreeMap<String, RawSource>,
-    #[serde(default)]
-    destinations: BTreeMap<String, RawDestination>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    bind: Option<String>,
-    database_url: Option<String>,
-    admin_token: Option<Secret>,
-    max_body_bytes: Option<usize>,
-    body_timeout_secs: Option<u64>,
-    workers: Option<usize>,
-    max_in_flight: Option<usize>,
-    shutdown_grace_secs: Option<u64>,
-    batch_max_rows: Option<usize>,
-    batch_linger_us: Option<u64>,
-    batch_writers: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProcessing {
-    lease_secs: Option<u64>,
-    max_attempts: Option<u32>,
-    backoff_base_secs: Option<u64>,
-    backoff_max_secs: Option<u64>,
-    max_retry_after_secs: Option<u64>,
-    poll_interval_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    preset: String,
-    secret: Option<Secret>,
-    verify: Option<String>,
-    tolerance_secs: Option<u64>,
-    signature_header: Option<String>,
-    signature_encoding: Option<String>,
-    signature_prefix: Option<String>,
-    event_id: Option<Locator>,
-    action: Option<Locator>,
-    object_id: Option<Locator>,
-    object_type: Option<Locator>,
-    event_time: Option<Locator>,
-    actions: Option<BTreeMap<String, String>>,
-    hash_window_secs: Option<u64>,
-    fetch: Option<RawFetch>,
-    #[serde(default)]
-    deliver: Vec<RawDeliverRule>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFetch {
-    url: String,
-    bearer: Option<Secret>,
-    basic: Option<Secret>,
-    #[serde(default)]
-    headers: BTreeMap<String, Secret>,
-    timeout_secs: Option<u64>,
-    rate_per_sec: Option<f64>,
-}
 
 pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
@@ -192,6 +113,9 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
     }
     let mut destinations = BTreeMap::new();
     for (name, raw_destination) in raw.destinations {
+        let Some(raw_destination) = raw_destination else {
+            continue;
+        };
         if let Some(destination) =
             validate_destination(&name, raw_destination, &processing, &mut problems)
         {

@@ -17,16 +17,41 @@ use super::{ProcessingConfig, Secret};
 pub const DEFAULT_DESTINATION_TIMEOUT_SECS: u64 = 10;
 /// `concurrency` when not set.
 pub const DEFAULT_DESTINATION_CONCURRENCY: usize = 8;
+/// `subject` when not set (SPEC §7's example).
+pub const DEFAULT_SUBJECT: &str = "hookledger.{source}.{object_type}.{action}";
+/// `stream` when not set.
+pub const DEFAULT_STREAM: &str = "HOOKLEDGER";
+/// What a stream made by `create_stream = true` takes: a subject outside
+/// it would reach no stream, and every publish would fail for ever.
+pub const CREATED_STREAM_SUBJECTS: &str = "hookledger.>";
 
+/// Headers hookledger sets on every delivery itself (SPEC §7): a
+/// configured one would duplicate or replace them and break the signature
+/// or the receiver's deduplication, so configuring one is refused.
+const RESERVED_HEADERS: [&str; 8] = [
+    "content-type",
+    "content-length",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "idempotency-key",
+    "hookledger-source",
+    "hookledger-attempt",
+];
+
+/// Every key optional, even the required ones, so that a missing `kind`
+/// is one problem in the list instead of a serde error that hides the rest.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDestination {
-    kind: String,
+    kind: Option<String>,
     url: Option<Secret>,
     secret: Option<Secret>,
     sign: Option<String>,
+    /// Values may be credentials (`Authorization`): kept as secrets until
+    /// they are checked.
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: BTreeMap<String, Secret>,
     subject: Option<String>,
     stream: Option<String>,
     create_stream: Option<bool>,
@@ -41,7 +66,7 @@ pub(super) struct RawDestination {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDeliverRule {
-    to: String,
+    to: Option<String>,
     actions: Option<Vec<String>>,
 }
 
@@ -68,13 +93,17 @@ pub(super) fn validate_destination(
             "{at}: a destination name may hold only ASCII letters, digits, - and _ (1 to 64)"
         ));
     }
-    let kind = match raw.kind.as_str() {
-        "http" => validate_http(&at, &raw, problems).map(DestinationKind::Http),
-        "nats" => validate_nats(&at, &raw, problems).map(DestinationKind::Nats),
-        other => {
+    let kind = match raw.kind.as_deref() {
+        Some("http") => validate_http(&at, &raw, problems).map(DestinationKind::Http),
+        Some("nats") => validate_nats(&at, &raw, problems).map(DestinationKind::Nats),
+        Some(other) => {
             problems.push(format!(
                 "{at}.kind: expected \"http\" or \"nats\", got {other:?}"
             ));
+            None
+        }
+        None => {
+            problems.push(format!("{at}.kind is not set (\"http\" or \"nats\")"));
             None
         }
     };
@@ -91,17 +120,20 @@ pub(super) fn validate_destination(
             problems.push(format!("{at}.rate_per_sec must be a positive number"));
         }
     }
-    let max_attempts = raw.max_attempts.unwrap_or(processing.max_attempts);
-    if max_attempts == 0 {
+    // The retry keys are checked here only when set here: an inherited bad
+    // value is `[processing]`'s problem, reported once, under its own name.
+    if raw.max_attempts == Some(0) {
         problems.push(format!("{at}.max_attempts must be at least 1"));
     }
+    let max_attempts = raw.max_attempts.unwrap_or(processing.max_attempts);
     let backoff_base_secs = raw
         .backoff_base_secs
         .unwrap_or(processing.backoff_base_secs);
     let backoff_max_secs = raw.backoff_max_secs.unwrap_or(processing.backoff_max_secs);
-    if backoff_max_secs < backoff_base_secs {
+    let own_backoff = raw.backoff_base_secs.is_some() || raw.backoff_max_secs.is_some();
+    if own_backoff && backoff_max_secs < backoff_base_secs {
         problems.push(format!(
-            "{at}.backoff_max_secs must be >= backoff_base_secs"
+            "{at}.backoff_max_secs must be >= backoff_base_secs (with [processing]'s for the one not set here)"
         ));
     }
     if problems.len() > before {
@@ -129,6 +161,32 @@ fn refuse_keys(at: &str, kind: &str, keys: &[(&str, bool)], problems: &mut Vec<S
     }
 }
 
+/// Checks a destination's URL: set, parsed, one of `schemes`, with a host.
+/// Any host is accepted, loopback and private ones included (SPEC §7: the
+/// operator chose it). The messages quote nothing of the URL, not even its
+/// scheme or the parser's complaint: it may hold a password or a token.
+fn check_url(at: &str, url: Option<&Secret>, schemes: &[&str], problems: &mut Vec<String>) {
+    let expected = schemes
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let Some(url) = url else {
+        problems.push(format!("{at}.url is not set"));
+        return;
+    };
+    match url::Url::parse(url.expose()) {
+        Ok(parsed) if !schemes.contains(&parsed.scheme()) => {
+            problems.push(format!("{at}.url must start with {expected}"));
+        }
+        Ok(parsed) if parsed.host_str().unwrap_or("").is_empty() => {
+            problems.push(format!("{at}.url names no host"));
+        }
+        Ok(_) => {}
+        Err(_) => problems.push(format!("{at}.url is not a URL (expected {expected}…)")),
+    }
+}
+
 fn validate_http(
     at: &str,
     raw: &RawDestination,
@@ -145,27 +203,7 @@ fn validate_http(
         ],
         problems,
     );
-    let url = match &raw.url {
-        None => {
-            problems.push(format!("{at}.url is not set"));
-            String::new()
-        }
-        Some(url) => {
-            match url::Url::parse(url.expose()) {
-                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
-                    if parsed.host_str().map_or(true, str::is_empty) {
-                        problems.push(format!("{at}.url has no host"));
-                    }
-                }
-                Ok(parsed) => problems.push(format!(
-                    "{at}.url: expected an http:// or https:// URL, got scheme {:?}",
-                    parsed.scheme()
-                )),
-                Err(e) => problems.push(format!("{at}.url is not a URL: {e}")),
-            }
-            url.expose().to_string()
-        }
-    };
+    check_url(at, raw.url.as_ref(), &["http", "https"], problems);
     let sign_off = match raw.sign.as_deref() {
         None | Some("on") => false,
         Some("off") => true,
@@ -198,13 +236,15 @@ fn validate_http(
             }
         },
     };
-    for name in raw.headers.keys() {
+    for (name, value) in &raw.headers {
         if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             problems.push(format!("{at}.headers: {name:?} is not an HTTP header name"));
+        } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            problems.push(format!(
+                "{at}.headers: {name:?} is set by hookledger on every delivery"
+            ));
         }
-    }
-    for (name, value) in &raw.headers {
-        if actix_web::http::header::HeaderValue::from_str(value).is_err() {
+        if actix_web::http::header::HeaderValue::from_str(value.expose()).is_err() {
             problems.push(format!(
                 "{at}.headers.{name}: the value is not a valid HTTP header value"
             ));
@@ -214,9 +254,13 @@ fn validate_http(
         return None;
     }
     Some(HttpDestination {
-        url,
+        url: raw.url.as_ref()?.expose().to_string(),
         secret: signing_key,
-        headers: raw.headers.clone(),
+        headers: raw
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().to_string()))
+            .collect(),
     })
 }
 
@@ -236,35 +280,25 @@ fn validate_nats(
         ],
         problems,
     );
-    let url = match &raw.url {
-        None => {
-            problems.push(format!("{at}.url is not set"));
-            Secret::new("")
-        }
-        Some(url) => {
-            match url::Url::parse(url.expose()) {
-                Ok(parsed) if matches!(parsed.scheme(), "nats" | "tls") => {}
-                Ok(parsed) => problems.push(format!(
-                    "{at}.url: expected a nats:// or tls:// URL, got scheme {:?}",
-                    parsed.scheme()
-                )),
-                // Never the error's text with the URL in it: it may hold a password.
-                Err(_) => problems.push(format!("{at}.url is not a URL")),
-            }
-            url.clone()
-        }
-    };
+    check_url(at, raw.url.as_ref(), &["nats", "tls"], problems);
     let subject = raw
         .subject
         .clone()
-        .unwrap_or_else(|| "hookledger.{source}.{object_type}.{action}".to_string());
+        .unwrap_or_else(|| DEFAULT_SUBJECT.to_string());
+    let create_stream = raw.create_stream.unwrap_or(false);
+    let created_prefix = CREATED_STREAM_SUBJECTS.trim_end_matches('>');
     if let Err(e) = check_subject(&subject) {
         problems.push(format!("{at}.subject: {e}"));
+    } else if create_stream && !subject.starts_with(created_prefix) {
+        problems.push(format!(
+            "{at}.subject: create_stream makes a stream of the subjects {CREATED_STREAM_SUBJECTS:?}, \
+             so the subject must start with {created_prefix:?} (or create the stream yourself)"
+        ));
     }
     let stream = raw
         .stream
         .clone()
-        .unwrap_or_else(|| "HOOKLEDGER".to_string());
+        .unwrap_or_else(|| DEFAULT_STREAM.to_string());
     if stream.is_empty()
         || !stream
             .bytes()
@@ -278,32 +312,35 @@ fn validate_nats(
         return None;
     }
     Some(NatsDestination {
-        url,
+        url: raw.url.clone()?,
         subject,
         stream,
-        create_stream: raw.create_stream.unwrap_or(false),
+        create_stream,
     })
 }
 
 /// A subject template: dot-separated tokens, each non-empty and free of
 /// spaces and NATS wildcards, whose `{…}` placeholders are all known.
+/// (Each value is made of `A-Za-z0-9_-` when it is filled in, so a valid
+/// template makes a valid subject whatever the event holds.)
 pub fn check_subject(template: &str) -> Result<(), String> {
     let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
+    while let Some(at) = rest.find(['{', '}']) {
+        if rest[at..].starts_with('}') {
+            return Err(format!("stray }} in {template:?}"));
+        }
+        let after = &rest[at + 1..];
+        let Some(close) = after.find('}') else {
             return Err(format!("unclosed {{ in {template:?}"));
         };
-        let name = &rest[open + 1..open + close];
+        let name = &after[..close];
         if !SUBJECT_PLACEHOLDERS.contains(&name) {
             return Err(format!(
                 "unknown placeholder {{{name}}} (expected one of {})",
                 SUBJECT_PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
             ));
         }
-        rest = &rest[open + close + 1..];
-    }
-    if template.contains('}') && !template.contains('{') {
-        return Err(format!("stray }} in {template:?}"));
+        rest = &after[close + 1..];
     }
     for token in template.split('.') {
         if token.is_empty() {
@@ -319,39 +356,60 @@ pub fn check_subject(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A source's `deliver` list: every `to` names a destination, every glob parses.
+/// A source's `deliver` list: every `to` names a destination, once; every
+/// glob parses, and a rule that lists actions lists at least one.
+///
+/// A destination named twice is refused rather than merged: SPEC §7 makes
+/// one delivery per matching destination, and one rule per destination
+/// keeps that true of any code that walks the rules.
 pub(super) fn validate_deliver(
     at: &str,
     raw: Vec<RawDeliverRule>,
-    destinations: &BTreeMap<String, RawDestination>,
+    destinations: &BTreeMap<String, Option<RawDestination>>,
     problems: &mut Vec<String>,
 ) -> Vec<DeliverRule> {
-    let mut rules = Vec::new();
+    let mut rules: Vec<DeliverRule> = Vec::new();
+    let mut named = Vec::new();
     for (i, rule) in raw.into_iter().enumerate() {
         let at = format!("{at}.deliver[{i}]");
-        let mut ok = true;
-        if !destinations.contains_key(&rule.to) {
-            problems.push(format!("{at}.to: unknown destination {:?}", rule.to));
-            ok = false;
+        let before = problems.len();
+        match &rule.to {
+            None => problems.push(format!("{at}.to is not set (a destination name)")),
+            Some(to) if !destinations.contains_key(to) => {
+                let known = destinations.keys().cloned().collect::<Vec<_>>();
+                let known = if known.is_empty() {
+                    "no [destinations.NAME] is configured".to_string()
+                } else {
+                    format!("configured: {}", known.join(", "))
+                };
+                problems.push(format!("{at}.to: unknown destination {to:?} ({known})"));
+            }
+            Some(to) if named.contains(to) => problems.push(format!(
+                "{at}.to: destination {to:?} is already named by an earlier rule of this \
+                 source (list all its actions in one rule)"
+            )),
+            Some(to) => named.push(to.clone()),
+        }
+        if rule.actions.as_ref().is_some_and(Vec::is_empty) {
+            problems.push(format!(
+                "{at}.actions is empty, so nothing would be delivered (leave it out to \
+                 deliver every event)"
+            ));
         }
         let actions = rule.actions.map(|globs| {
             globs
                 .iter()
-                .filter_map(|g| match ActionGlob::parse(g) {
-                    Ok(glob) => Some(glob),
-                    Err(e) => {
-                        problems.push(format!("{at}.actions: {e}"));
-                        ok = false;
-                        None
-                    }
+                .filter_map(|g| {
+                    ActionGlob::parse(g)
+                        .map_err(|e| problems.push(format!("{at}.actions: {e}")))
+                        .ok()
                 })
                 .collect::<Vec<_>>()
         });
-        if ok {
-            rules.push(DeliverRule {
-                to: rule.to,
-                actions,
-            });
+        if problems.len() == before {
+            if let Some(to) = rule.to {
+                rules.push(DeliverRule { to, actions });
+            }
         }
     }
     rules
@@ -373,5 +431,11 @@ mod tests {
         assert!(check_subject("a.*").is_err());
         assert!(check_subject("a.>").is_err());
         assert!(check_subject("a b").is_err());
+        assert!(check_subject("a.{source}}").unwrap_err().contains("stray"));
+        assert!(check_subject("a.}{source}").unwrap_err().contains("stray"));
+        assert!(check_subject("a.{}")
+            .unwrap_err()
+            .contains("unknown placeholder"));
+        assert!(check_subject("a.x{source}y.{object_id}").is_ok());
     }
 }
