@@ -19,6 +19,7 @@ mod lease_edges;
 mod leases;
 mod logs;
 mod nats;
+mod nats_relay;
 mod nats_server;
 mod order_races;
 mod ordering;

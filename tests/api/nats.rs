@@ -88,7 +88,7 @@ async fn make_stream(server: &NatsServer, name: &str, subjects: &[&str]) {
 }
 
 /// Every message of `stream`, in sequence order.
-async fn stored(server: &NatsServer, stream: &str) -> Vec<StreamMessage> {
+pub async fn stored(server: &NatsServer, stream: &str) -> Vec<StreamMessage> {
     let jetstream = server.jetstream().await;
     let mut stream = jetstream
         .get_stream(stream)
