@@ -2,6 +2,8 @@
 //! only from configuration (source names) and fixed outcome sets, never from
 //! a caller, so nobody can mint new series by sending requests.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -72,6 +74,9 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_duration: Family<DestinationLabels, Histogram>,
     deliveries_pending: Family<DestinationLabels, Gauge>,
+    /// When a scrape last recounted `deliveries_pending` (Unix ms; `i64::MIN`:
+    /// never).
+    pending_counted_at: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -165,6 +170,7 @@ impl Metrics {
             deliveries,
             delivery_duration,
             deliveries_pending,
+            pending_counted_at: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -190,6 +196,19 @@ impl Metrics {
                 destination: destination.to_string(),
             })
             .set(count);
+    }
+
+    /// Whether a scrape at `now_ms` should recount the pending gauge: at
+    /// most once per `every_ms` (one caller wins), since `/metrics` needs no
+    /// token and the count is a query.
+    pub fn pending_recount_due(&self, now_ms: i64, every_ms: i64) -> bool {
+        let last = self.pending_counted_at.load(Ordering::Relaxed);
+        if last != i64::MIN && now_ms.saturating_sub(last) < every_ms {
+            return false;
+        }
+        self.pending_counted_at
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     pub fn received(&self, source: &str, outcome: Outcome) {
@@ -263,5 +282,15 @@ mod tests {
         assert!(text.contains("hookledger_ledger_batch_rows_sum 3.0"));
         assert!(text.contains("hookledger_ledger_batch_duration_seconds_count 1"));
         assert!(text.contains("hookledger_webhooks_in_flight 1"));
+    }
+
+    #[test]
+    fn the_pending_gauge_is_recounted_at_most_once_per_interval() {
+        let metrics = Metrics::new();
+        assert!(metrics.pending_recount_due(10_000, 1_000), "never counted");
+        assert!(!metrics.pending_recount_due(10_000, 1_000));
+        assert!(!metrics.pending_recount_due(10_999, 1_000));
+        assert!(metrics.pending_recount_due(11_000, 1_000));
+        assert!(!metrics.pending_recount_due(11_500, 1_000));
     }
 }

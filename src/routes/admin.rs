@@ -1,8 +1,12 @@
-//! The admin API (SPEC §5): duplicates, events, one event, replay, stats.
+//! The admin API (SPEC §5): duplicates, events, one event, replay, stats
+//! (with each destination's delivery counts, §7; the rest of §7's admin
+//! routes are in `admin_deliveries.rs`).
 //! Every route needs `Authorization: Bearer <admin_token>`, compared in
 //! constant time, and checked by [`require_admin`] before anything else of
 //! the request (query and path included) is looked at. Lists are newest
 //! first with opaque keyset cursors.
+
+use std::collections::BTreeMap;
 
 use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -73,7 +77,7 @@ pub struct ListQuery {
 }
 
 /// 1..=500, default 50, clamped above; 0, empty or non-digits are errors.
-fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
+pub(super) fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
     let Some(raw) = raw else {
         return Ok(DEFAULT_LIMIT);
     };
@@ -92,7 +96,7 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, ApiError> {
     Ok(n.min(MAX_LIMIT))
 }
 
-fn parse_since(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(super) fn parse_since(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.map(|s| {
         parse_rfc3339(s)
             .ok_or_else(|| ApiError::InvalidQuery("since must be an RFC 3339 time".into()))
@@ -100,13 +104,13 @@ fn parse_since(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     .transpose()
 }
 
-fn non_empty(raw: &Option<String>) -> Option<String> {
+pub(super) fn non_empty(raw: &Option<String>) -> Option<String> {
     raw.as_ref().filter(|s| !s.is_empty()).cloned()
 }
 
 /// Cursors are the position of the last row shown, in base64url, tagged by
 /// list so one list's cursor is refused by another.
-fn encode_cursor(tag: &str, parts: &[i64]) -> String {
+pub(super) fn encode_cursor(tag: &str, parts: &[i64]) -> String {
     let text = std::iter::once(tag.to_string())
         .chain(parts.iter().map(i64::to_string))
         .collect::<Vec<_>>()
@@ -114,7 +118,7 @@ fn encode_cursor(tag: &str, parts: &[i64]) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
 
-fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i64>, ApiError> {
+pub(super) fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i64>, ApiError> {
     let bad = || ApiError::InvalidQuery("cursor is not valid".into());
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
@@ -131,7 +135,7 @@ fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i64>, ApiErro
     Ok(parts)
 }
 
-fn opt_time(ms: Option<i64>) -> Value {
+pub(super) fn opt_time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
 }
 
@@ -297,8 +301,13 @@ pub async fn replay(
 }
 
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let stats = state
-        .on_main(|store| async move { store.stats().await })
+    let (stats, summaries) = state
+        .on_main(|store| async move {
+            Ok((
+                store.stats().await?,
+                store.destination_summaries(None).await?,
+            ))
+        })
         .await?;
     // Configured sources appear even before their first delivery.
     let mut by_source = stats.by_source;
@@ -307,11 +316,22 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             .entry(name.clone())
             .or_insert_with(|| STATUSES.iter().map(|s| (s.to_string(), 0)).collect());
     }
+    // Every configured destination, every status, zeros included (SPEC §7).
+    let deliveries: BTreeMap<&str, BTreeMap<String, i64>> = state
+        .config
+        .destinations
+        .keys()
+        .map(|name| {
+            let counts = summaries.get(name).cloned().unwrap_or_default().by_status;
+            (name.as_str(), counts)
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({
         "total": stats.total,
         "duplicates": stats.duplicates,
         "by_status": stats.by_status,
         "by_source": by_source,
+        "deliveries": deliveries,
     })))
 }
 

@@ -2,6 +2,7 @@
 //! and maps the result to an answer. Routing lives in [`configure`].
 
 pub mod admin;
+pub mod admin_deliveries;
 pub mod health;
 pub mod unread_body;
 pub mod webhooks;
@@ -44,7 +45,29 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
                 .route("/events", web::get().to(admin::events))
                 .route("/events/{id}", web::get().to(admin::event))
                 .route("/events/{id}/replay", web::post().to(admin::replay))
-                .route("/stats", web::get().to(admin::stats)),
+                .route("/stats", web::get().to(admin::stats))
+                .route("/deliveries", web::get().to(admin_deliveries::deliveries))
+                .service(
+                    web::resource("/deliveries/retry")
+                        .app_data(admin_deliveries::retry_body_config())
+                        .route(web::post().to(admin_deliveries::retry_many)),
+                )
+                .route(
+                    "/deliveries/{id}/retry",
+                    web::post().to(admin_deliveries::retry),
+                )
+                .route(
+                    "/destinations",
+                    web::get().to(admin_deliveries::destinations),
+                )
+                .route(
+                    "/destinations/{name}/pause",
+                    web::post().to(admin_deliveries::pause),
+                )
+                .route(
+                    "/destinations/{name}/resume",
+                    web::post().to(admin_deliveries::resume),
+                ),
         )
         .default_service(web::to(no_such_route));
 }

@@ -1,13 +1,26 @@
-//! Read models for the admin API and housekeeping (prune). Listing is keyset
-//! paginated: a page asks for one row more than its limit to learn whether
-//! another page follows, and the next page starts strictly after the last
-//! row shown, so every row is visited once.
+//! Read models for the admin API and housekeeping (prune, which takes a
+//! row's deliveries with it and keeps a row while one is unfinished).
+//! Listing is keyset paginated: a page asks for one row more than its limit
+//! to learn whether another page follows, and the next page starts strictly
+//! after the last row shown, so every row is visited once.
 
 use std::collections::BTreeMap;
 
 use sqlx::FromRow;
 
+use super::deliveries::POSTGRES_DELIVERY_CHANGE_BEGINS;
 use super::{with_pool, Store, StoreError};
+
+/// Ledger rows a prune drops per transaction.
+pub const PRUNE_BATCH_ROWS: i64 = 1_000;
+
+/// The next batch of rows a prune may drop: `$1` the cut-off, `$2` the id
+/// cursor, `$3` the batch size.
+const PRUNABLE: &str = "SELECT id FROM events e WHERE e.received_at < $1 AND e.id > $2 \
+AND e.status NOT IN ('pending', 'processing', 'failed') \
+AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id \
+    AND d.status IN ('pending', 'delivering', 'failed')) \
+ORDER BY id LIMIT $3";
 
 /// One ledger row as the admin API shows it.
 #[derive(Debug, Clone, FromRow)]
@@ -181,22 +194,84 @@ impl Store {
         Ok(stats)
     }
 
-    /// Drops finished ledger rows received before `before_ms` (never pending,
-    /// processing or failed ones); returns how many.
+    /// Drops finished ledger rows received before `before_ms` (never
+    /// pending, processing or failed ones, nor one with a delivery still
+    /// unfinished), with their deliveries; returns how many rows.
     pub async fn prune(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.prune_in_batches(before_ms, PRUNE_BATCH_ROWS).await
+    }
+
+    /// [`prune`](Store::prune), `batch_rows` ledger rows per transaction, in
+    /// id order, so SQLite's write lock is never held for long. On
+    /// PostgreSQL each batch runs under the delivery-change lock: an
+    /// operator's retry of a delivered delivery (which makes it unfinished)
+    /// lands either before the batch's snapshot, keeping its row, or after
+    /// the row and the delivery are gone.
+    pub async fn prune_in_batches(
+        &self,
+        before_ms: i64,
+        batch_rows: i64,
+    ) -> Result<u64, StoreError> {
         // Copies of a pruned row go with it: folded into it, then dropped.
         self.fold_pending_duplicates().await?;
-        let _gate = self.write_gate().await;
-        let done = with_pool!(self, pool => {
-            sqlx::query(
-                "DELETE FROM events WHERE received_at < $1 \
-                 AND status NOT IN ('pending', 'processing', 'failed')",
-            )
-            .bind(before_ms)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(done)
+        let batch_rows = batch_rows.max(1);
+        let mut after = 0_i64;
+        let mut dropped = 0_u64;
+        loop {
+            let ids: Vec<(i64,)> = match self {
+                Store::Sqlite(sqlite) => {
+                    let _gate = self.write_gate().await;
+                    let mut tx = sqlite.pool.begin_with("BEGIN IMMEDIATE").await?;
+                    // One writer: the second statement picks the same rows,
+                    // which are still prunable once their deliveries are gone.
+                    sqlx::query(&format!(
+                        "DELETE FROM deliveries WHERE event_id IN ({PRUNABLE})"
+                    ))
+                    .bind(before_ms)
+                    .bind(after)
+                    .bind(batch_rows)
+                    .execute(&mut *tx)
+                    .await?;
+                    let ids = sqlx::query_as(&format!(
+                        "DELETE FROM events WHERE id IN ({PRUNABLE}) RETURNING id"
+                    ))
+                    .bind(before_ms)
+                    .bind(after)
+                    .bind(batch_rows)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    ids
+                }
+                Store::Postgres(pg) => {
+                    let mut tx = pg.pool.begin().await?;
+                    sqlx::query(POSTGRES_DELIVERY_CHANGE_BEGINS)
+                        .execute(&mut *tx)
+                        .await?;
+                    // One statement, one snapshot: the deliveries dropped
+                    // are those of the rows dropped (a row replayed
+                    // meanwhile is re-checked by the DELETE and kept).
+                    let ids = sqlx::query_as(&format!(
+                        "WITH gone AS (DELETE FROM events WHERE id IN ({PRUNABLE}) \
+                           AND status NOT IN ('pending', 'processing', 'failed') RETURNING id), \
+                         dropped AS (DELETE FROM deliveries WHERE event_id IN \
+                           (SELECT id FROM gone)) \
+                         SELECT id FROM gone"
+                    ))
+                    .bind(before_ms)
+                    .bind(after)
+                    .bind(batch_rows)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    ids
+                }
+            };
+            dropped += ids.len() as u64;
+            match ids.iter().map(|(id,)| *id).max() {
+                Some(last) if ids.len() as i64 >= batch_rows => after = last,
+                _ => return Ok(dropped),
+            }
+        }
     }
 }

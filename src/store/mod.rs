@@ -21,6 +21,7 @@ pub mod admin;
 mod batch;
 pub mod complete;
 pub mod deliveries;
+pub mod deliveries_admin;
 pub mod domain;
 pub mod duplicates;
 pub mod lease;

@@ -52,7 +52,7 @@ pub async fn app_with_receiver(backend: Backend) -> (TestApp, MockServer) {
     (app, receiver)
 }
 
-async fn answer_with(receiver: &MockServer, route: &str, template: ResponseTemplate) {
+pub async fn answer_with(receiver: &MockServer, route: &str, template: ResponseTemplate) {
     Mock::given(method("POST"))
         .and(path(route))
         .respond_with(template)
@@ -60,7 +60,7 @@ async fn answer_with(receiver: &MockServer, route: &str, template: ResponseTempl
         .await;
 }
 
-async fn requests_to(receiver: &MockServer, route: &str) -> Vec<wiremock::Request> {
+pub async fn requests_to(receiver: &MockServer, route: &str) -> Vec<wiremock::Request> {
     receiver
         .received_requests()
         .await
@@ -70,7 +70,7 @@ async fn requests_to(receiver: &MockServer, route: &str) -> Vec<wiremock::Reques
         .collect()
 }
 
-fn header<'a>(request: &'a wiremock::Request, name: &str) -> &'a str {
+pub fn header<'a>(request: &'a wiremock::Request, name: &str) -> &'a str {
     request
         .headers
         .get(name)

@@ -1,0 +1,335 @@
+//! The admin API of destinations (SPEC §7): the deliveries list, an
+//! operator's retry of one delivery or of many, and the destinations with
+//! their counts, pause and resume. Mounted in the `/admin` scope, so the
+//! bearer check of [`super::admin::require_admin`] comes first; limits,
+//! `since` and cursors follow the rules of the §5 lists.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin::{decode_cursor, encode_cursor, non_empty, opt_time, parse_limit, parse_since};
+use crate::clock::{parse_rfc3339, rfc3339};
+use crate::config::DestinationConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::deliveries::DeliveryRow;
+use crate::store::deliveries_admin::{
+    BulkRetry, DeliveryFilter, DestinationSummary, RetryOutcome, DELIVERY_STATUSES,
+    RETRY_BATCH_ROWS,
+};
+
+/// The largest bulk-retry body read; the body is a handful of short fields.
+pub const MAX_RETRY_BODY_BYTES: usize = 16 * 1024;
+
+/// Tags this list's cursors, so another list's cursor is refused here.
+const CURSOR_TAG: &str = "dl";
+
+#[derive(Debug, Deserialize)]
+pub struct DeliveryQuery {
+    destination: Option<String>,
+    status: Option<String>,
+    event_id: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `next_attempt_at` is shown only while the delivery waits for an attempt
+/// (`pending`, `failed`); the column is kept on other rows but means
+/// nothing there (no attempt is coming, or one is in flight).
+fn delivery_json(row: &DeliveryRow) -> Value {
+    let waiting = matches!(row.status.as_str(), "pending" | "failed");
+    json!({
+        "id": row.id,
+        "delivery_id": row.delivery_id(),
+        "destination": row.destination,
+        "event_id": row.event_id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "last_status": row.last_status,
+        "created_at": rfc3339(row.created_at),
+        "delivered_at": opt_time(row.delivered_at),
+        "next_attempt_at": opt_time(waiting.then_some(row.next_attempt_at)),
+    })
+}
+
+/// A ledger id in a query: plain decimal digits, at least 1.
+fn parse_event_id(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    raw.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| raw.parse::<i64>().ok())
+        .flatten()
+        .filter(|id| *id > 0)
+        .map(Some)
+        .ok_or_else(|| ApiError::InvalidQuery("event_id must be a ledger id (a number)".into()))
+}
+
+/// `GET /admin/deliveries`. The `destination` filter is matched against
+/// the stored rows, not the configuration: deliveries to a destination
+/// since removed from the config can still be listed, and a name that was
+/// never used simply lists nothing (an empty page, not an error).
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    query: web::Query<DeliveryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = parse_limit(query.limit.as_deref())?;
+    let status = non_empty(&query.status);
+    if let Some(s) = &status {
+        if !DELIVERY_STATUSES.contains(&s.as_str()) {
+            return Err(ApiError::InvalidQuery(format!(
+                "status must be one of {}",
+                DELIVERY_STATUSES.join(", ")
+            )));
+        }
+    }
+    let before_id = match query.cursor.as_deref() {
+        Some(raw) => Some(decode_cursor(CURSOR_TAG, raw, 1)?[0]),
+        None => None,
+    };
+    let filter = DeliveryFilter {
+        destination: non_empty(&query.destination),
+        status,
+        event_id: parse_event_id(query.event_id.as_deref())?,
+        since_ms: parse_since(query.since.as_deref())?,
+        before_id,
+    };
+    let mut rows = state
+        .on_main(move |store| async move { store.deliveries(&filter, limit).await })
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|r| encode_cursor(CURSOR_TAG, &[r.id]))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "items": rows.iter().map(delivery_json).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
+}
+
+fn parse_delivery_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("no delivery with id {raw:.32}")))
+}
+
+/// `POST /admin/deliveries/{id}/retry`.
+pub async fn retry(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_delivery_id(&id)?;
+    let now_ms = state.clock.now_ms();
+    let outcome = state
+        .on_main(move |store| async move { store.retry_delivery(id, now_ms).await })
+        .await?;
+    match outcome {
+        RetryOutcome::Retried => {
+            Ok(HttpResponse::Accepted().json(json!({ "status": "pending", "id": id })))
+        }
+        RetryOutcome::InFlight => Err(ApiError::Conflict(format!(
+            "delivery {id} is being delivered"
+        ))),
+        RetryOutcome::NotFound => Err(ApiError::NotFound(format!("no delivery with id {id}"))),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RetryableStatus {
+    Dead,
+    Failed,
+}
+
+/// The body of a bulk retry. Unknown fields are refused: a misspelt
+/// `dry_run` must not turn a dry run into a real one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRetryBody {
+    destination: String,
+    status: RetryableStatus,
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// How a bulk-retry body that is not JSON, or not this shape, is answered:
+/// 400 `invalid_payload` in the error envelope.
+pub fn retry_body_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_RETRY_BODY_BYTES)
+        .content_type_required(false)
+        .error_handler(|err, _req| {
+            ApiError::InvalidPayload(format!("the body is not a bulk retry: {err}")).into()
+        })
+}
+
+fn body_time(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
+    raw.map(|s| {
+        parse_rfc3339(s)
+            .ok_or_else(|| ApiError::InvalidPayload(format!("{field} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+/// `POST /admin/deliveries/retry`: every delivery of `destination` in
+/// `status` created at or after `since` and before `until` (both optional;
+/// `until` is exclusive, so consecutive windows never overlap).
+pub async fn retry_many(
+    state: web::Data<AppState>,
+    body: web::Json<BulkRetryBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body.destination.is_empty() {
+        return Err(ApiError::InvalidPayload(
+            "destination must name a destination".into(),
+        ));
+    }
+    let since_ms = body_time("since", body.since.as_deref())?;
+    let until_ms = body_time("until", body.until.as_deref())?;
+    if !state.config.destinations.contains_key(&body.destination) {
+        return Err(unknown_destination(&body.destination));
+    }
+    let bulk = BulkRetry {
+        destination: body.destination,
+        status: match body.status {
+            RetryableStatus::Dead => "dead",
+            RetryableStatus::Failed => "failed",
+        }
+        .to_string(),
+        since_ms,
+        until_ms,
+    };
+    if body.dry_run {
+        let matched = state
+            .on_main(move |store| async move { store.count_retryable(&bulk).await })
+            .await?;
+        return Ok(HttpResponse::Ok().json(json!({ "matched": matched })));
+    }
+    let now_ms = state.clock.now_ms();
+    let retried = state
+        .on_main(move |store| async move {
+            store
+                .retry_deliveries(&bulk, now_ms, RETRY_BATCH_ROWS)
+                .await
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "retried": retried })))
+}
+
+fn unknown_destination(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no destination named {name:.64} is configured"))
+}
+
+fn destination_json(destination: &DestinationConfig, summary: &DestinationSummary) -> Value {
+    json!({
+        "name": destination.name,
+        "kind": destination.kind.as_str(),
+        "paused": summary.paused,
+        "by_status": summary.by_status,
+        "oldest_pending_at": opt_time(summary.oldest_pending_at),
+    })
+}
+
+/// `GET /admin/destinations`: every configured destination, in name
+/// order, counted even before its first delivery.
+pub async fn destinations(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let summaries = state
+        .on_main(|store| async move { store.destination_summaries(None).await })
+        .await?;
+    let empty = DestinationSummary::default();
+    let items: Vec<Value> = state
+        .config
+        .destinations
+        .values()
+        .map(|d| destination_json(d, summaries.get(&d.name).unwrap_or(&empty)))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+/// `POST /admin/destinations/{name}/pause`.
+pub async fn pause(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(state, &name, true).await
+}
+
+/// `POST /admin/destinations/{name}/resume`.
+pub async fn resume(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(state, &name, false).await
+}
+
+/// Answers once the state is committed: from then on no claim of any
+/// process starts an attempt to a paused destination (`store::deliveries`).
+async fn set_paused(
+    state: web::Data<AppState>,
+    name: &str,
+    paused: bool,
+) -> Result<HttpResponse, ApiError> {
+    let destination = state
+        .config
+        .destinations
+        .get(name)
+        .ok_or_else(|| unknown_destination(name))?
+        .clone();
+    let now_ms = state.clock.now_ms();
+    let key = destination.name.clone();
+    let summaries = state
+        .on_main(move |store| async move {
+            store.set_destination_paused(&key, paused, now_ms).await?;
+            store.destination_summaries(Some(&key)).await
+        })
+        .await?;
+    let summary = summaries
+        .get(&destination.name)
+        .cloned()
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(destination_json(&destination, &summary)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_plain_positive_numbers() {
+        assert_eq!(parse_event_id(None).unwrap(), None);
+        assert_eq!(parse_event_id(Some("")).unwrap(), None);
+        assert_eq!(parse_event_id(Some("42")).unwrap(), Some(42));
+        for bad in ["0", "-1", "+1", "1.0", "abc", "99999999999999999999", " 1"] {
+            assert!(
+                parse_event_id(Some(bad)).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bulk_retry_body_refuses_other_statuses_and_unknown_fields() {
+        let ok: BulkRetryBody =
+            serde_json::from_str(r#"{"destination":"app","status":"failed"}"#).unwrap();
+        assert!(!ok.dry_run);
+        for bad in [
+            r#"{"destination":"app","status":"pending"}"#,
+            r#"{"destination":"app"}"#,
+            r#"{"status":"dead"}"#,
+            r#"{"destination":"app","status":"dead","dryrun":true}"#,
+            r#"{"destination":"app","status":"dead","dry_run":"yes"}"#,
+        ] {
+            assert!(serde_json::from_str::<BulkRetryBody>(bad).is_err(), "{bad}");
+        }
+    }
+}
