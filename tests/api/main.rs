@@ -9,6 +9,7 @@ mod admin;
 mod bodies;
 mod busy;
 mod config_checks;
+mod delivery_processes;
 mod destinations;
 mod faults;
 mod hostile;
