@@ -11,6 +11,7 @@ mod busy;
 mod config_checks;
 mod config_destinations;
 mod deliveries_admin;
+mod delivery_processes;
 mod destinations;
 mod destinations_admin;
 mod faults;
