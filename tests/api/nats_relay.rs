@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 use crate::nats::stored;
-use crate::nats_server::NatsServer;
+use crate::nats_server::{Auth, NatsServer};
 use hookledger::relay::DeliveryOutcome;
 
 fn nats_toml(url: &str) -> String {
@@ -133,7 +133,45 @@ async fn nats_down_mid_run_holds_deliveries_without_stalling_ingest(backend: Bac
     );
 }
 
+async fn nats_down_at_start_up_is_no_start_up_error_and_deliveries_wait_for_it(backend: Backend) {
+    let Some(mut server) = NatsServer::prepare("nats_relay_start", Auth::None) else {
+        return;
+    };
+    // Nothing listens on the destination's port yet.
+    let app = app_with_nats(backend, &server).await;
+    let id = deliver_invoice(&app, "paid", "evt_0", "in_1").await;
+    assert_eq!(app.drain().await, 1, "processing does not wait for NATS");
+    assert_eq!(
+        app.relay("bus").drain().await.unwrap(),
+        [DeliveryOutcome::Retry]
+    );
+    let row = &app.store.deliveries_of_event(id).await.unwrap()[0];
+    assert_eq!(row.status, "failed");
+    let error = row.last_error.as_deref().unwrap_or_default();
+    assert!(!error.is_empty(), "the attempt says why it failed");
+    server.start().await;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        app.clock.advance_ms(3_600_000);
+        if app.relay("bus").drain().await.unwrap() == [DeliveryOutcome::Delivered] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivered once NATS is up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let messages = stored(&server, "HOOKLEDGER").await;
+    assert_eq!(
+        messages.len(),
+        1,
+        "the stream was created on the first connection"
+    );
+}
+
 crate::backend_tests!(
+    nats_down_at_start_up_is_no_start_up_error_and_deliveries_wait_for_it,
     processed_events_are_published_to_the_stream_in_order,
     nats_down_mid_run_holds_deliveries_without_stalling_ingest,
 );
