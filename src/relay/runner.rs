@@ -290,7 +290,9 @@ impl Relay {
             Ok(_) => {}
             Err(free_at) => {
                 let release = Settlement::Release {
-                    reason: "waiting for the destination's rate limit".into(),
+                    reason:
+                        "waiting for the destination's rate limit or a Retry-After it asked for"
+                            .into(),
                     at_ms: free_at,
                 };
                 return self.settle(delivery, release).await;
