@@ -23,6 +23,7 @@ mod ordering;
 mod processes;
 mod processing;
 mod relay_faults;
+mod relay_load;
 mod replay_cli;
 mod replays;
 mod retries;
