@@ -6,7 +6,8 @@
 //! followed) is retried, no sooner than a `Retry-After`; any other 4xx is
 //! dead, with the status and the first KiB of the answer. The answer's body
 //! is read only that far, so a receiver that answers 10 MiB costs 1 KiB.
-//! The URL is the operator's, never built from webhook data.
+//! The URL is the operator's, never built from webhook data; its configured
+//! `headers` are added, except any the transport sets itself.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -185,7 +185,7 @@ impl BadReceiver {
         self.shared.streams.lock().unwrap().clone()
     }
 
-    /// Requests read and not yet answered (or closed).
+    /// Requests read and not yet answered (or hung up on).
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::SeqCst)
     }
@@ -223,35 +223,48 @@ fn serve(mut connection: TcpStream, shared: &Shared, decide: &Decide) {
     shared.requests.lock().unwrap().push(request);
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    // The request counts as held until just before the first byte of its
+    // answer (or the hang-up): the client cannot see the answer earlier, so
+    // the count never exceeds what the client has in flight.
+    let answering = || shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     match act {
         Act::Answer {
             status,
             headers,
             body,
         } => {
+            answering();
             let _ = connection.write_all(&head(status, &headers, body.len()));
             let _ = connection.write_all(&body);
         }
         Act::Stream { status, len } => {
+            answering();
             let report = stream(&mut connection, status, len, object_id);
             shared.streams.lock().unwrap().push(report);
         }
         Act::Delay { delay, status } => {
             std::thread::sleep(delay);
+            answering();
             let _ = connection.write_all(&head(status, &[], 0));
         }
-        Act::Hang => wait_for_release(shared),
+        Act::Hang => {
+            wait_for_release(shared);
+            answering();
+        }
         Act::HoldThen(status) => {
             wait_for_release(shared);
+            answering();
             let _ = connection.write_all(&head(status, &[], 0));
         }
-        Act::Close => {}
+        Act::Close => {
+            answering();
+        }
         Act::Raw(bytes) => {
+            answering();
             let _ = connection.write_all(&bytes);
         }
     }
     let _ = connection.flush();
-    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     let _ = connection.shutdown(Shutdown::Both);
 }
 

@@ -410,6 +410,9 @@ async fn a_ten_mib_answer_is_read_only_as_far_as_the_excerpt(backend: Backend) {
     );
     assert_eq!(delivery_to(&app, ids[1], "a").await.status, "delivered");
     // From the receiver's side: the relay hung up instead of reading on.
+    // (What the socket took is what the kernel buffers without the relay
+    // reading: up to the sender's buffer, 4 MiB at most by Linux's default
+    // `tcp_wmem`, well short of 10 MiB.)
     wait_until("both answers were cut off", || async {
         receiver.streams().len() == 2
     })
