@@ -6,8 +6,10 @@
 //! followed) is retried, no sooner than a `Retry-After`; any other 4xx is
 //! dead, with the status and the first KiB of the answer. The answer's body
 //! is read only that far, so a receiver that answers 10 MiB costs 1 KiB.
-//! The URL is the operator's, never built from webhook data.
+//! The URL is the operator's, never built from webhook data; its configured
+//! `headers` are added, except any the transport sets itself.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,17 +51,7 @@ impl HttpTransport {
             .pool_max_idle_per_host(destination.concurrency)
             .build()
             .map_err(|e| format!("HTTP client unavailable: {e}"));
-        // Checked at start-up (config validation): names and values parse.
-        let headers = http
-            .headers
-            .iter()
-            .filter_map(|(name, value)| {
-                Some((
-                    HeaderName::from_bytes(name.as_bytes()).ok()?,
-                    HeaderValue::from_str(value).ok()?,
-                ))
-            })
-            .collect();
+        let headers = configured_headers(&destination.name, &http.headers);
         HttpTransport {
             url: http.url.clone(),
             key: http
@@ -137,6 +129,51 @@ impl HttpTransport {
     }
 }
 
+/// Headers the transport sets itself: the protocol's (a configured
+/// `webhook-id` next to ours would give a receiver two ids, and a
+/// Standard Webhooks library one it cannot verify) and the message's
+/// framing, which only the HTTP client may decide.
+const OWN_HEADERS: [&str; 16] = [
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "idempotency-key",
+    "hookledger-source",
+    "hookledger-attempt",
+];
+
+/// A destination's `headers`, without any of [`OWN_HEADERS`] (each one
+/// dropped is logged, by name only: a value may be a credential).
+fn configured_headers(destination: &str, headers: &BTreeMap<String, String>) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        // Names and values are checked to parse at start-up.
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            continue;
+        };
+        if OWN_HEADERS.contains(&name.as_str()) {
+            tracing::warn!(destination, header = %name,
+                "a configured header that hookledger sets itself is ignored");
+            continue;
+        }
+        map.append(name, value);
+    }
+    map
+}
+
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
@@ -178,16 +215,21 @@ fn classify(status: u16, excerpt: &str, retry_after_ms: Option<i64>) -> AttemptR
 }
 
 /// The first [`ANSWER_EXCERPT_BYTES`] of an answer's body (lossy UTF-8, cut
-/// at a character boundary); the rest is never read.
+/// at a character boundary); the rest is never read. What it holds at most
+/// is that excerpt plus the one chunk the client just read (hyper's read
+/// buffer, a few hundred KiB at most), which is dropped at once; dropping
+/// the unfinished response closes the connection.
 async fn excerpt(mut response: reqwest::Response) -> String {
     let mut bytes = Vec::with_capacity(ANSWER_EXCERPT_BYTES);
     while bytes.len() < ANSWER_EXCERPT_BYTES {
         match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(Some(chunk)) => {
+                let room = ANSWER_EXCERPT_BYTES - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
             _ => break,
         }
     }
-    bytes.truncate(ANSWER_EXCERPT_BYTES);
     let mut text = String::from_utf8_lossy(&bytes).into_owned();
     // A character cut at the limit shows as one replacement character.
     if text.ends_with('\u{FFFD}') && bytes.len() == ANSWER_EXCERPT_BYTES {
@@ -242,6 +284,23 @@ mod tests {
                 status: Some(422)
             }
         );
+    }
+
+    #[test]
+    fn configured_headers_never_include_the_transports_own() {
+        let configured: BTreeMap<String, String> = [
+            ("X-Env", "prod"),
+            ("Webhook-Id", "forged"),
+            ("content-type", "text/plain"),
+            ("Content-Length", "1"),
+            ("Idempotency-Key", "forged"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let headers = configured_headers("app", &configured);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-env"], "prod");
     }
 
     #[test]

@@ -132,12 +132,7 @@ impl Relay {
     /// Claims what is due now (up to `limit`) and attempts it concurrently;
     /// returns the outcomes in claim order.
     pub async fn run_once(&self, limit: usize) -> Result<Vec<DeliveryOutcome>, StoreError> {
-        let now = self.clock.now_ms();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let claimed = self
-            .store
-            .claim_deliveries(&self.destination.name, now, self.lease_ms, limit)
-            .await?;
+        let claimed = self.claim(limit).await?.unwrap_or_default();
         let never = CancellationToken::new();
         let outcomes = join_all(claimed.iter().map(|d| self.attempt(d, &never))).await;
         outcomes.into_iter().collect()
@@ -181,15 +176,20 @@ impl Relay {
                 }
                 continue;
             }
-            let now = self.clock.now_ms();
-            let claimed = match self
-                .store
-                .claim_deliveries(&self.destination.name, now, self.lease_ms, free as i64)
-                .await
-            {
-                Ok(claimed) => {
+            let claimed = match self.claim(free).await {
+                Ok(Some(claimed)) => {
                     store_backoff_ms = 0;
                     claimed
+                }
+                Ok(None) => {
+                    // Paused: nothing is due before someone resumes it.
+                    store_backoff_ms = 0;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(self.poll_ms)) => {}
+                        Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    continue;
                 }
                 Err(e) => {
                     store_backoff_ms = (store_backoff_ms * 2)
@@ -224,6 +224,29 @@ impl Relay {
         }
         while in_flight.join_next().await.is_some() {}
         tracing::info!(destination = %self.destination.name, "relay stopped");
+    }
+
+    /// Claims up to `limit` deliveries due now; `None` while the
+    /// destination is paused. The claim reads the pause flag itself, in its
+    /// own statement, which is what makes a pause hold; the look first is
+    /// a primary-key read that spares a paused destination's backlog the
+    /// claim's walk (with 10 000 deliveries of one object waiting, ~20 ms
+    /// per poll on SQLite, under the write gate every other destination
+    /// and the ingest also wait on).
+    async fn claim(&self, limit: usize) -> Result<Option<Vec<ClaimedDelivery>>, StoreError> {
+        if self
+            .store
+            .destination_paused(&self.destination.name)
+            .await?
+        {
+            return Ok(None);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let now = self.clock.now_ms();
+        self.store
+            .claim_deliveries(&self.destination.name, now, self.lease_ms, limit)
+            .await
+            .map(Some)
     }
 
     async fn update_pending_gauge(&self) {
@@ -292,7 +315,9 @@ impl Relay {
             Ok(_) => {}
             Err(free_at) => {
                 let release = Settlement::Release {
-                    reason: "waiting for the destination's rate limit".into(),
+                    reason:
+                        "waiting for the destination's rate limit or a Retry-After it asked for"
+                            .into(),
                     at_ms: free_at,
                 };
                 return self.settle(delivery, release).await;

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod bad_receiver;
 mod bodies;
 mod busy;
 mod config_checks;
@@ -28,6 +29,8 @@ mod order_races;
 mod ordering;
 mod processes;
 mod processing;
+mod relay_faults;
+mod relay_load;
 mod replay_cli;
 mod replays;
 mod retries;
