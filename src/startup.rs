@@ -102,6 +102,10 @@ impl Application {
         });
         let relays = Relay::for_config(&store, &config, &clock, &metrics);
         let worker = Worker::new(store.clone(), config.clone(), sources, clock, metrics);
+        let relays: Vec<Relay> = relays
+            .into_iter()
+            .map(|relay| relay.woken_by(worker.deliveries_written()))
+            .collect();
         let shutdown = CancellationToken::new();
         let mut background = writers;
         background.push(tokio::spawn(fold_duplicates_until(

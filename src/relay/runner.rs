@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +74,9 @@ pub struct Relay {
     poll_ms: u64,
     max_retry_after_secs: u64,
     rate: Arc<Mutex<TokenBucket>>,
+    /// Bumped when this process commits completions that wrote deliveries:
+    /// an idle relay claims at once instead of at its next poll.
+    wake: Option<watch::Receiver<u64>>,
 }
 
 impl Relay {
@@ -122,7 +126,17 @@ impl Relay {
                 destination.rate_per_sec,
                 max_pause_ms,
             ))),
+            wake: None,
         }
+    }
+
+    /// This relay, woken whenever `written` changes (see
+    /// [`Worker::deliveries_written`](crate::worker::Worker::deliveries_written)).
+    /// Without it, an idle relay finds new deliveries at its next poll;
+    /// another process's deliveries are always found that way.
+    pub fn woken_by(mut self, written: watch::Receiver<u64>) -> Relay {
+        self.wake = Some(written);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -155,7 +169,8 @@ impl Relay {
     /// claimed as slots free up; idle, it sleeps until the next delivery
     /// falls due (at most `poll_interval_ms`) or a slot frees up. On
     /// `shutdown` it stops claiming and lets the attempts in flight finish.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut wake = self.wake.take();
         let concurrency = self.destination.concurrency.max(1);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut store_backoff_ms = 0;
@@ -216,9 +231,19 @@ impl Relay {
                 continue;
             }
             let idle = self.idle_delay().await;
+            let written = async {
+                let Some(wake) = wake.as_mut() else {
+                    return std::future::pending().await;
+                };
+                if wake.changed().await.is_err() {
+                    // The worker is gone: nothing wakes us but the poll.
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(idle) => {}
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                () = written => {}
                 _ = shutdown.cancelled() => {}
             }
         }

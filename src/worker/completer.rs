@@ -32,6 +32,9 @@ impl Worker {
             .store
             .complete_batch_with(batch, &self.shared.outbox, self.clock.now_ms())
             .await?;
+        if !self.shared.outbox.is_empty() && done.iter().any(|&d| d) {
+            self.shared.deliveries_written.send_modify(|n| *n += 1);
+        }
         Ok(batch
             .iter()
             .zip(done)

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +73,9 @@ struct Shared {
     limits: RateLimits,
     /// Where completed events are delivered: written with each completion.
     outbox: Outbox,
+    /// Bumped after each committed completion batch that wrote deliveries
+    /// (relays of this process wait on it when idle).
+    deliveries_written: watch::Sender<u64>,
 }
 
 /// How one claimed event ended up.
@@ -142,6 +145,7 @@ impl Worker {
                 http,
                 limits,
                 outbox,
+                deliveries_written: watch::Sender::new(0),
             }),
         }
     }
@@ -372,6 +376,12 @@ impl Worker {
             }
         };
         Duration::from_millis(ms)
+    }
+
+    /// Changes after every committed completion batch that wrote
+    /// deliveries: what this process's relays wait on when idle.
+    pub fn deliveries_written(&self) -> watch::Receiver<u64> {
+        self.shared.deliveries_written.subscribe()
     }
 
     fn lease_ms(&self) -> i64 {

@@ -416,3 +416,36 @@ crate::backend_tests!(
     one_objects_deliveries_wait_behind_an_unfinished_earlier_one,
     a_paused_destination_attempts_nothing_and_resumes_in_order,
 );
+
+/// A relay idle in its background loop claims as soon as this process
+/// commits a completion that wrote deliveries, not at its next poll (an
+/// hour away here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_relay_is_woken_by_the_completion_that_wrote_its_delivery() {
+    let receiver = MockServer::start().await;
+    answer_with(&receiver, "/hooks/app", ResponseTemplate::new(204)).await;
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        TestOptions {
+            extra_toml: destinations_toml(&receiver.uri()),
+            processing_toml: "poll_interval_ms = 3600000\n".into(),
+            ..TestOptions::default()
+        },
+    )
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(app.relay("app").run(stop.clone()));
+    // Each event completes while the relay sleeps after its last claim
+    // (the first one's, then the one after delivering the first event):
+    // only the wake-up brings it out before the hour is up.
+    for (n, event) in ["evt_1", "evt_2"].into_iter().enumerate() {
+        deliver_invoice(&app, "paid", event, &format!("in_{n}")).await;
+        app.drain().await;
+        wait_until("the delivery reached the receiver", || async {
+            requests_to(&receiver, "/hooks/app").await.len() == n + 1
+        })
+        .await;
+    }
+    stop.cancel();
+    relay.await.unwrap();
+}
