@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod bodies;
+mod breaks_destinations;
 mod busy;
 mod config_checks;
 mod config_destinations;
