@@ -7,19 +7,32 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// At most one bad-signature warning per source in this time.
 pub const SIGNATURE_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colour codes only on a terminal: not in files, pipes or journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_filter(filter.and(filter_fn(|meta| shown(meta.target(), *meta.level()))));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Whether a line may be logged at all, whatever `RUST_LOG` asks for:
+/// async-nats writes each CONNECT it sends at trace level, the NATS
+/// destination's password or token in clear, so its trace lines never are.
+/// A cap rather than a directive: `async_nats=debug` would also raise it
+/// above a quieter `RUST_LOG`.
+fn shown(target: &str, level: Level) -> bool {
+    !(level == Level::TRACE && (target == "async_nats" || target.starts_with("async_nats::")))
 }
 
 /// Lets one occurrence per key through per interval and counts the others,
@@ -69,6 +82,15 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn async_nats_trace_lines_are_never_shown_and_everything_else_is() {
+        assert!(!shown("async_nats::connection", Level::TRACE));
+        assert!(!shown("async_nats", Level::TRACE));
+        assert!(shown("async_nats::connector", Level::DEBUG));
+        assert!(shown("async_natsish", Level::TRACE));
+        assert!(shown("hookledger::relay", Level::TRACE));
+    }
 
     #[test]
     fn one_line_per_key_and_interval_then_the_count_of_those_held_back() {

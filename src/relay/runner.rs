@@ -336,6 +336,16 @@ impl Relay {
                     }
                     Some(true) => {}
                 }
+                // The claim read the pause flag up to 5 s ago: a pause that
+                // answered during the wait must stop this attempt too
+                // (SPEC §7). A failed read sends it: the claim saw no pause.
+                if let Ok(true) = self.store.destination_paused(&self.destination.name).await {
+                    let release = Settlement::Release {
+                        reason: "destination paused before its attempt".into(),
+                        at_ms: self.clock.now_ms(),
+                    };
+                    return self.settle(delivery, release).await;
+                }
             }
             Ok(_) => {}
             Err(free_at) => {

@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod bad_receiver;
 mod bodies;
+mod breaks_destinations;
 mod busy;
 mod config_checks;
 mod config_destinations;
