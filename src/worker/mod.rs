@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -73,6 +73,9 @@ struct Shared {
     limits: RateLimits,
     /// Where completed events are delivered: written with each completion.
     outbox: Outbox,
+    /// Woken after each commit that appended feed items (SPEC §8), so that
+    /// this process's long polls and streams look again at once.
+    feed_signal: Arc<Notify>,
 }
 
 /// How one claimed event ended up.
@@ -142,8 +145,14 @@ impl Worker {
                 http,
                 limits,
                 outbox,
+                feed_signal: Arc::new(Notify::new()),
             }),
         }
+    }
+
+    /// Notified after each completion commit that appended feed items.
+    pub fn feed_signal(&self) -> Arc<Notify> {
+        self.shared.feed_signal.clone()
     }
 
     /// Claims what is due now (up to `limit`) and processes it concurrently;
