@@ -85,3 +85,62 @@ pub(super) fn validate_feed(
         sources,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::load_str;
+    use super::*;
+
+    const BASE: &str = "[server]\nadmin_token = \"admin\"\n\
+        [sources.s]\npreset = \"github\"\nsecret = \"x\"\n";
+
+    fn load(feed: &str) -> Result<crate::config::Config, Vec<String>> {
+        let no_env: BTreeMap<String, String> = BTreeMap::new();
+        load_str(&format!("{BASE}{feed}"), &no_env).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn without_a_feed_table_there_is_no_feed() {
+        assert!(load("").unwrap().feed.is_none());
+    }
+
+    #[test]
+    fn a_feed_takes_its_defaults_and_covers_every_source() {
+        let feed = load("[feed]\ntoken = \"f\"\n").unwrap().feed.unwrap();
+        assert_eq!(feed.retention_secs, DEFAULT_FEED_RETENTION_SECS);
+        assert!(feed.covers("s") && feed.covers("anything"));
+        let feed = load("[feed]\ntoken = \"f\"\nsources = [\"s\"]\nretention_secs = 60\n")
+            .unwrap()
+            .feed
+            .unwrap();
+        assert_eq!(feed.retention_secs, 60);
+        assert!(feed.covers("s") && !feed.covers("other"));
+    }
+
+    #[test]
+    fn a_bad_feed_table_is_refused_with_every_problem() {
+        let problems =
+            load("[feed]\nretention_secs = 0\nsources = [\"s\", \"nope\"]\n").unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("feed.token is not set")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("retention_secs")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("\"nope\"")),
+            "{problems:?}"
+        );
+        let problems = load("[feed]\ntoken = \"admin\"\n").unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.contains("must differ")),
+            "{problems:?}"
+        );
+        let problems = load("[feed]\ntoken = \"f\"\ntypo = 1\n").unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("typo")), "{problems:?}");
+    }
+}

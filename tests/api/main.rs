@@ -17,6 +17,7 @@ mod destinations_admin;
 mod faults;
 mod feed;
 mod feed_processes;
+mod feed_retention;
 mod feed_stream;
 mod hostile;
 mod ingest;
