@@ -20,7 +20,8 @@ pub enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
-    /// Drop finished ledger rows received before a given age.
+    /// Drop finished ledger rows received before a given age, and feed
+    /// items older than `feed.retention_secs`.
     Prune {
         /// Age such as 30d, 12h, 15m or 45s.
         #[arg(long, value_parser = parse_age)]

@@ -30,6 +30,10 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    #[error("a valid feed bearer token is required")]
+    FeedUnauthorized,
+    #[error("{0}")]
+    CursorExpired(String),
     #[error("{0}")]
     NotFound(String),
     #[error("this URL accepts POST only")]
@@ -65,7 +69,8 @@ impl ApiError {
             }
             ApiError::InvalidPayload(_) => "invalid_payload",
             ApiError::InvalidQuery(_) => "invalid_query",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::FeedUnauthorized => "unauthorized",
+            ApiError::CursorExpired(_) => "cursor_expired",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -83,7 +88,10 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Signature(_) | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Signature(_) | ApiError::Unauthorized | ApiError::FeedUnauthorized => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::CursorExpired(_) => StatusCode::GONE,
             ApiError::InvalidPayload(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -123,7 +131,7 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::MethodNotAllowed) {
             response.insert_header((header::ALLOW, "POST"));
         }
-        if matches!(self, ApiError::Unauthorized) {
+        if matches!(self, ApiError::Unauthorized | ApiError::FeedUnauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(json!({ "error": { "code": self.code(), "message": message } }))

@@ -64,6 +64,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let before = SystemClock.now_ms() - (*older_than as i64).saturating_mul(1000);
             let dropped = store.prune(before).await?;
             println!("pruned {dropped} ledger rows");
+            // The feed keeps its own horizon (SPEC §8), whatever --older-than says.
+            if let Some(feed) = &config.feed {
+                let retention_ms =
+                    i64::try_from(feed.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+                let cut = SystemClock.now_ms().saturating_sub(retention_ms);
+                let items = store.prune_feed(cut).await?;
+                println!("pruned {items} feed items older than feed.retention_secs");
+            }
         }
         Command::Replay {
             paths,

@@ -74,6 +74,9 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_duration: Family<DestinationLabels, Histogram>,
     deliveries_pending: Family<DestinationLabels, Gauge>,
+    feed_items: Counter,
+    feed_streams: Gauge,
+    feed_waiters: Gauge,
     /// When a scrape last recounted `deliveries_pending` (Unix ms; `i64::MIN`:
     /// never).
     pending_counted_at: AtomicI64,
@@ -159,8 +162,29 @@ impl Metrics {
             "Deliveries not yet delivered or dead (pending, delivering, failed), by destination",
             deliveries_pending.clone(),
         );
+        let feed_items = Counter::default();
+        registry.register(
+            "hookledger_feed_items",
+            "Change feed items appended by this process's completions",
+            feed_items.clone(),
+        );
+        let feed_streams = Gauge::default();
+        registry.register(
+            "hookledger_feed_streams",
+            "Open /feed/stream connections",
+            feed_streams.clone(),
+        );
+        let feed_waiters = Gauge::default();
+        registry.register(
+            "hookledger_feed_waiters",
+            "GET /feed long polls waiting for an item",
+            feed_waiters.clone(),
+        );
         Metrics {
             registry,
+            feed_items,
+            feed_streams,
+            feed_waiters,
             received,
             processed,
             ingest_duration,
@@ -209,6 +233,22 @@ impl Metrics {
         self.pending_counted_at
             .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// A completion commit appended `n` feed items.
+    pub fn feed_items_appended(&self, n: u64) {
+        self.feed_items.inc_by(n);
+    }
+
+    /// The gauge of open feed streams (`+1` on open, `-1` on close).
+    pub fn feed_streams_add(&self, delta: i64) {
+        self.feed_streams.inc_by(delta);
+    }
+
+    /// The gauge of waiting long polls (`+1` when one starts waiting, `-1`
+    /// when it stops).
+    pub fn feed_waiters_add(&self, delta: i64) {
+        self.feed_waiters.inc_by(delta);
     }
 
     pub fn received(&self, source: &str, outcome: Outcome) {

@@ -101,7 +101,13 @@ impl Application {
             runtime: tokio::runtime::Handle::current(),
         });
         let relays = Relay::for_config(&store, &config, &clock, &metrics);
-        let worker = Worker::new(store.clone(), config.clone(), sources, clock, metrics);
+        let worker = Worker::new(
+            store.clone(),
+            config.clone(),
+            sources,
+            clock.clone(),
+            metrics,
+        );
         let relays: Vec<Relay> = relays
             .into_iter()
             .map(|relay| relay.woken_by(worker.deliveries_written()))
@@ -112,10 +118,30 @@ impl Application {
             store.clone(),
             shutdown.clone(),
         )));
+        let feed_wake = web::Data::new(crate::routes::feed::FeedWake {
+            signal: worker.feed_signal(),
+        });
+        if config.feed.is_some() {
+            if let Store::Postgres(_) = &store {
+                background.push(tokio::spawn(listen_for_feed_items(
+                    store.clone(),
+                    worker.feed_signal(),
+                    shutdown.clone(),
+                )));
+            }
+        }
         if run_workers && config.server.workers > 0 {
             background.push(tokio::spawn(
                 worker.clone().run(config.server.workers, shutdown.clone()),
             ));
+            if let Some(feed) = &config.feed {
+                background.push(tokio::spawn(retain_feed(
+                    store.clone(),
+                    clock.clone(),
+                    feed.retention_secs,
+                    shutdown.clone(),
+                )));
+            }
             for relay in &relays {
                 background.push(tokio::spawn(relay.clone().run(shutdown.clone())));
             }
@@ -128,6 +154,7 @@ impl Application {
                     crate::routes::unread_body::close_after_unread_chunked_body,
                 ))
                 .app_data(app_state.clone())
+                .app_data(feed_wake.clone())
                 .configure(|cfg| crate::routes::configure(cfg, &source_names))
         })
         .listen(listener)?
@@ -228,6 +255,78 @@ async fn fold_duplicates_until(store: Store, shutdown: CancellationToken) {
         if let Err(e) = store.fold_pending_duplicates().await {
             // Nothing is lost: the copies stay recorded for the next fold.
             tracing::warn!(error = %e, "folding duplicate counts failed; will retry");
+        }
+    }
+}
+
+/// How often the server drops feed items past `feed.retention_secs`.
+const FEED_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Drops feed items older than `retention_secs`, in bounded batches
+/// (`Store::prune_feed`), at start-up and then every
+/// [`FEED_RETENTION_INTERVAL`].
+async fn retain_feed(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    retention_secs: u64,
+    shutdown: CancellationToken,
+) {
+    let retention_ms = i64::try_from(retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    loop {
+        let before = clock.now_ms().saturating_sub(retention_ms);
+        match store.prune_feed(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(dropped = n, "dropped feed items past retention"),
+            // Nothing is lost: the items are dropped at the next pass.
+            Err(e) => tracing::warn!(error = %e, "dropping old feed items failed; will retry"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(FEED_RETENTION_INTERVAL) => {}
+        }
+    }
+}
+
+/// How long the feed listener waits before reconnecting after an error.
+const FEED_LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// PostgreSQL: wakes this process's feed readers on every notification of
+/// the feed channel, so that another process's completions end their waits
+/// too. After a (re)connection it wakes them once: a notification may have
+/// been missed while the connection was down.
+async fn listen_for_feed_items(
+    store: Store,
+    signal: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let mut listener = tokio::select! {
+            () = shutdown.cancelled() => return,
+            listener = store.feed_listener() => match listener {
+                Ok(Some(listener)) => listener,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for feed items; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(FEED_LISTEN_RETRY) => {}
+                    }
+                    continue;
+                }
+            },
+        };
+        signal.notify_waiters();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = listener.recv() => match received {
+                    Ok(_) => signal.notify_waiters(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the feed listener lost its connection; reconnecting");
+                        break;
+                    }
+                },
+            }
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Where processed events are delivered (SPEC §7), by name.
     pub destinations: BTreeMap<String, DestinationConfig>,
+    /// The change feed (SPEC §8); `None`: no `[feed]` table, no feed.
+    pub feed: Option<FeedConfig>,
 }
 
 #[derive(Clone)]
@@ -274,6 +276,7 @@ pub const TEMPLATE_PLACEHOLDERS: [&str; 4] = ["event_id", "object_id", "object_t
 
 pub mod destinations;
 mod expand;
+pub mod feed;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -286,6 +289,7 @@ pub use destinations::{
     printable_url, ActionGlob, DeliverRule, DestinationConfig, DestinationKind, HttpDestination,
     NatsDestination,
 };
+pub use feed::{FeedConfig, DEFAULT_FEED_RETENTION_SECS};
 pub use validate_destinations::check_subject;
 
 use expand::{expand_vars, follows_from, toml_syntax_problem};

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::expand::without_value;
+use super::feed::RawFeed;
 use super::validate_destinations::{RawDeliverRule, RawDestination};
 use super::{Locator, Secret};
 
@@ -24,6 +25,9 @@ pub(super) struct RawConfig {
     /// still counts as a destination, so no `deliver` rule naming it is
     /// reported as unknown on top.
     pub(super) destinations: BTreeMap<String, Option<RawDestination>>,
+    /// `[feed]`; `None`: no feed (or a table that did not deserialize,
+    /// already a problem).
+    pub(super) feed: Option<RawFeed>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,7 +92,7 @@ pub(super) struct RawFetch {
 }
 
 /// The top-level sections, in the order the file documents them.
-const SECTIONS: [&str; 4] = ["server", "processing", "sources", "destinations"];
+const SECTIONS: [&str; 5] = ["server", "processing", "sources", "destinations", "feed"];
 
 /// Reads the expanded TOML into its raw shape. What does not deserialize
 /// is a problem under its key, and that key is added to `tainted`, so that
@@ -125,6 +129,7 @@ pub(super) fn read(
                     raw.destinations.insert(name, destination);
                 }
             }
+            "feed" => raw.feed = entry(&key, value, problems, tainted),
             other => problems.push(format!(
                 "unknown field `{other}`, expected one of {}",
                 SECTIONS.map(|s| format!("`{s}`")).join(", ")

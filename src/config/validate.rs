@@ -1,6 +1,7 @@
 //! The one [`validate`] step that turns the raw TOML shape (`raw.rs`) into
 //! the typed [`Config`], reporting every problem at once.
 
+use super::feed::validate_feed;
 use super::raw::{RawConfig, RawFetch, RawSource};
 use super::validate_destinations::{validate_deliver, validate_destination};
 use super::*;
@@ -97,6 +98,7 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
         problems.push("processing.max_retry_after_secs must be at least 1".into());
     }
 
+    let source_names: std::collections::BTreeSet<String> = raw.sources.keys().cloned().collect();
     let mut sources = BTreeMap::new();
     for (name, mut raw_source) in raw.sources {
         let deliver = std::mem::take(&mut raw_source.deliver);
@@ -123,12 +125,17 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
         }
     }
 
+    let feed = raw
+        .feed
+        .and_then(|f| validate_feed(f, &source_names, &server.admin_token, &mut problems));
+
     if problems.is_empty() {
         Ok(Config {
             server,
             processing,
             sources,
             destinations,
+            feed,
         })
     } else {
         Err(ConfigError(problems))

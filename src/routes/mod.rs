@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_deliveries;
+pub mod feed;
 pub mod health;
 pub mod unread_body;
 pub mod webhooks;
@@ -68,6 +69,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
                     "/destinations/{name}/resume",
                     web::post().to(admin_deliveries::resume),
                 ),
+        )
+        .service(
+            web::scope("/feed")
+                .wrap(actix_web::middleware::from_fn(feed::require_feed))
+                .route("", web::get().to(feed::feed))
+                .route("/stream", web::get().to(feed::stream)),
         )
         .default_service(web::to(no_such_route));
 }

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, SqliteConnection};
 
+use super::feed;
 use super::outbox::{self, Outbox};
 use super::queue::{ClaimedEvent, DomainWrite};
 use super::{Store, StoreError};
@@ -212,8 +213,9 @@ async fn complete_sqlite(
             .execute(&mut *conn)
             .await?;
     }
-    let deliveries = outbox::new_deliveries(outbox, &completed(batch, &done), now_ms);
+    let (deliveries, items) = outbox::new_rows(outbox, &completed(batch, &done), now_ms);
     outbox::insert_sqlite(conn, &deliveries, now_ms).await?;
+    feed::insert_sqlite(conn, &items, now_ms).await?;
     Ok(done.iter().map(Option::is_some).collect())
 }
 
@@ -251,8 +253,9 @@ async fn complete_postgres(
             .execute(&mut *conn)
             .await?;
     }
-    let deliveries = outbox::new_deliveries(outbox, &completed(batch, &done), now_ms);
+    let (deliveries, items) = outbox::new_rows(outbox, &completed(batch, &done), now_ms);
     outbox::insert_postgres(conn, &deliveries, now_ms).await?;
+    feed::insert_postgres(conn, &items, now_ms).await?;
     Ok(done.iter().map(Option::is_some).collect())
 }
 
@@ -276,8 +279,10 @@ impl Store {
 
     /// [`complete_batch`](Store::complete_batch) that also writes, in the
     /// same transaction, one delivery per destination `outbox` routes each
-    /// completed event to (SPEC §7): a completion that lost its lease
-    /// writes none, and no delivery exists whose completion did not commit.
+    /// completed event to (SPEC §7) and a feed item for each event of a
+    /// source the feed carries (§8): a completion that lost its lease
+    /// writes none, and no delivery or item exists whose completion did not
+    /// commit.
     pub async fn complete_batch_with(
         &self,
         batch: &[Completion<'_>],

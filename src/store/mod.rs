@@ -24,6 +24,7 @@ pub mod deliveries;
 pub mod deliveries_admin;
 pub mod domain;
 pub mod duplicates;
+pub mod feed;
 pub mod lease;
 pub mod ledger;
 pub mod outbox;

@@ -3,13 +3,16 @@
 //! each delivery carries, and the one multi-row `INSERT` that writes the
 //! deliveries inside the transaction that marks their events `done`
 //! (`complete.rs`). Nothing here talks to a destination: relays read the
-//! rows once that transaction has committed.
+//! rows once that transaction has committed. The feed (SPEC §8) is one
+//! more route: an event of a source it carries also gets a feed item with
+//! the same envelope (`feed.rs`), in the same transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 use sqlx::{PgConnection, SqliteConnection};
 
+use super::feed::NewFeedItem;
 use super::queue::{ClaimedEvent, DomainWrite};
 use crate::config::{Config, DeliverRule};
 
@@ -17,6 +20,9 @@ use crate::config::{Config, DeliverRule};
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     routes: HashMap<String, Vec<DeliverRule>>,
+    /// The sources the feed carries: `None`, no feed; `Some(None)`, every
+    /// source.
+    feed: Option<Option<BTreeSet<String>>>,
 }
 
 impl Outbox {
@@ -29,11 +35,30 @@ impl Outbox {
                 .filter(|(_, s)| !s.deliver.is_empty())
                 .map(|(name, s)| (name.clone(), s.deliver.clone()))
                 .collect(),
+            feed: config.feed.as_ref().map(|f| f.sources.clone()),
+        }
+    }
+
+    /// An outbox that delivers nothing and feeds the events of `sources`
+    /// (`None`: every source).
+    pub fn feed_only(sources: Option<BTreeSet<String>>) -> Outbox {
+        Outbox {
+            routes: HashMap::new(),
+            feed: Some(sources),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.routes.is_empty() && self.feed.is_none()
+    }
+
+    /// Whether a completed event of `source` gets a feed item.
+    pub fn feeds(&self, source: &str) -> bool {
+        match &self.feed {
+            None => false,
+            Some(None) => true,
+            Some(Some(sources)) => sources.contains(source),
+        }
     }
 
     /// The destinations an event of `source` with `action` goes to, each
@@ -102,17 +127,20 @@ pub(super) struct NewDelivery<'a> {
     pub body: String,
 }
 
-/// The deliveries of the completions that took effect: `completed` pairs
-/// each done completion with its event's completion count after this one.
-pub(super) fn new_deliveries<'a>(
+/// The deliveries and feed items of the completions that took effect:
+/// `completed` pairs each done completion with its event's completion
+/// count after this one. Each event's envelope is built once, for all.
+pub(super) fn new_rows<'a>(
     outbox: &'a Outbox,
     completed: &[(&'a ClaimedEvent, Option<&'a DomainWrite>, i64)],
     now_ms: i64,
-) -> Vec<NewDelivery<'a>> {
+) -> (Vec<NewDelivery<'a>>, Vec<NewFeedItem<'a>>) {
     let mut rows = Vec::new();
+    let mut items = Vec::new();
     for &(event, write, completions) in completed {
         let destinations = outbox.destinations(&event.source, event.action.as_deref());
-        if destinations.is_empty() {
+        let feeds = outbox.feeds(&event.source);
+        if destinations.is_empty() && !feeds {
             continue;
         }
         let replay = (completions - 1).max(0);
@@ -125,8 +153,15 @@ pub(super) fn new_deliveries<'a>(
                 body: body.clone(),
             });
         }
+        if feeds {
+            items.push(NewFeedItem {
+                event,
+                replay,
+                body,
+            });
+        }
     }
-    rows
+    (rows, items)
 }
 
 const SQLITE_INSERT: &str = "\

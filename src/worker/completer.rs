@@ -23,7 +23,8 @@ impl Worker {
     /// for an event whose lease was no longer this worker's (nothing of it
     /// was written, and it is not counted). `Err`: the transaction failed,
     /// and with it every event in the batch; their leases expire and they
-    /// are processed again.
+    /// are processed again. A commit that appended feed items wakes this
+    /// process's feed readers ([`Worker::feed_signal`]).
     pub async fn complete_processed(
         &self,
         batch: &[Completion<'_>],
@@ -34,6 +35,17 @@ impl Worker {
             .await?;
         if !self.shared.outbox.is_empty() && done.iter().any(|&d| d) {
             self.shared.deliveries_written.send_modify(|n| *n += 1);
+        }
+        let fed = batch
+            .iter()
+            .zip(&done)
+            .filter(|((event, _), done)| **done && self.shared.outbox.feeds(&event.source))
+            .count();
+        if fed > 0 {
+            // After the commit: a woken reader finds the items (on
+            // PostgreSQL, once older transactions have ended too).
+            self.metrics.feed_items_appended(fed as u64);
+            self.shared.feed_signal.notify_waiters();
         }
         Ok(batch
             .iter()

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -76,6 +76,9 @@ struct Shared {
     /// Bumped after each committed completion batch that wrote deliveries
     /// (relays of this process wait on it when idle).
     deliveries_written: watch::Sender<u64>,
+    /// Woken after each commit that appended feed items (SPEC §8), so that
+    /// this process's long polls and streams look again at once.
+    feed_signal: Arc<Notify>,
 }
 
 /// How one claimed event ended up.
@@ -146,8 +149,14 @@ impl Worker {
                 limits,
                 outbox,
                 deliveries_written: watch::Sender::new(0),
+                feed_signal: Arc::new(Notify::new()),
             }),
         }
+    }
+
+    /// Notified after each completion commit that appended feed items.
+    pub fn feed_signal(&self) -> Arc<Notify> {
+        self.shared.feed_signal.clone()
     }
 
     /// Claims what is due now (up to `limit`) and processes it concurrently;
