@@ -50,6 +50,7 @@ verify = "off"
 event_id = {{ header = "X-Request-Id" }}
 object_type = {{ value = "invoice" }}
 object_id = {{ pointer = "/data/object/id" }}
+{bench_extra}
 
 [sources.bench_fetch]
 preset = "generic"
@@ -59,6 +60,7 @@ object_type = {{ value = "invoice" }}
 object_id = {{ header = "X-Request-Id" }}
 fetch.url = "http://127.0.0.1:{upstream}/v1/invoices/{{object_id}}"
 fetch.timeout_secs = 5
+{tail}
 """
 
 
@@ -105,7 +107,8 @@ def batches():
 
 
 class Server:
-    def __init__(self, db_url, workers=0, server_extra=""):
+    def __init__(self, db_url, workers=0, server_extra="", bench_extra="", tail=""):
+        """`bench_extra`: more keys for [sources.bench]; `tail`: more tables."""
         try:
             http("GET", "/healthz")
             sys.exit(f"something already listens on port {PORT}: stop it or set BENCH_PORT")
@@ -115,7 +118,8 @@ class Server:
         cfg = os.path.join(self.dir, "bench.toml")
         with open(cfg, "w") as f:
             f.write(CONFIG.format(port=PORT, db=db_url, token=TOKEN, workers=workers,
-                                  server_extra=server_extra, upstream=UPSTREAM_PORT))
+                                  server_extra=server_extra, upstream=UPSTREAM_PORT,
+                                  bench_extra=bench_extra, tail=tail))
         self.log = open(os.path.join(self.dir, "server.log"), "w")
         env = dict(os.environ, RUST_LOG="warn")
         for var in ("DATABASE_URL", "HOOKLEDGER_BIND", "HOOKLEDGER_ADMIN_TOKEN"):
@@ -275,10 +279,12 @@ def pgbench_baseline(conns, seconds):
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
 
 
-def preload(db_url, rows, status="done"):
-    """Fills the ledger fast with `rows` events (status done unless told)."""
+def preload(db_url, rows, status="done", payload="{}", completions=0):
+    """Fills the ledger fast with `rows` events (status done unless told),
+    each with `payload` (JSON text without single quotes)."""
+    assert "'" not in payload
     cols = ("source, dedup_key, strategy, status, provider_event_id, action, object_type, object_id, "
-            "event_time, payload, body_hash, received_at, next_attempt_at, processed_at")
+            "event_time, payload, body_hash, received_at, next_attempt_at, processed_at, completions")
     done_at = "0" if status == "done" else "NULL"
     if db_url.startswith("sqlite"):
         path = db_url[len("sqlite://"):]
@@ -286,12 +292,13 @@ def preload(db_url, rows, status="done"):
         con.execute("PRAGMA synchronous=OFF")
         con.execute(f"INSERT INTO events ({cols}) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
                     f"WHERE x < {rows}) SELECT 'bench', 'id:pre-' || x, 'event_id', '{status}', 'pre-' || x, NULL, "
-                    f"'invoice', 'obj-' || (x % 10000), 0, '{{}}', 'h', 0, 0, {done_at} FROM c")
+                    f"'invoice', 'obj-' || (x % 10000), 0, '{payload}', 'h', 0, 0, {done_at}, {completions} FROM c")
         con.commit()
         con.close()
     else:
         psql(db_url, f"INSERT INTO events ({cols}) SELECT 'bench', 'id:pre-' || x, 'event_id', '{status}', "
-                     f"'pre-' || x, NULL, 'invoice', 'obj-' || (x % 10000), 0, '{{}}', 'h', 0, 0, {done_at} "
+                     f"'pre-' || x, NULL, 'invoice', 'obj-' || (x % 10000), 0, '{payload}', 'h', 0, 0, {done_at}, "
+                     f"{completions} "
                      f"FROM generate_series(1, {rows}) AS x")
         psql(db_url, "VACUUM ANALYZE events")
 
@@ -376,6 +383,12 @@ def main():
     ap.add_argument("--scale-rows", type=int, default=0, help="also measure with this many rows preloaded")
     ap.add_argument("--backlog", type=int, default=0, help="also measure draining this many events (PostgreSQL)")
     ap.add_argument("--ack-latency", action="store_true", help="also compare ingest p99 with a 1 s upstream")
+    ap.add_argument("--deliveries", type=int, default=0,
+                    help="also drain this many events to a local HTTP destination (bench/deliveries.py)")
+    ap.add_argument("--delivery-concurrency", type=int, default=8,
+                    help="the destination's `concurrency` for --deliveries (hookledger's default: 8)")
+    ap.add_argument("--delivery-timeout", type=int, default=900,
+                    help="stop a --deliveries drain after this many seconds and report its rate so far")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -388,9 +401,11 @@ def main():
     baseline = runs[len(runs) // 2]
     log(f"baseline: pgbench one-row INSERT ... ON CONFLICT DO NOTHING, 64 clients: {baseline:.0f} tps"
         + (f" (median of {' '.join(f'{r:.0f}' for r in runs)})" if args.repeat > 1 else "") + "\n")
-    log(HEADER)
     results = []
-    for backend in args.backends.split(","):
+    # `--modes ""` skips the main matrix (to run only the extras below).
+    for backend in args.backends.split(",") if args.modes else []:
+        if not results:
+            log(HEADER)
         url = backend_url(backend, "main")
         server = Server(url)
         seed_pool(1000)
@@ -443,6 +458,13 @@ def main():
             server.stop()
             drop_db(url)
         upstream.shutdown()
+
+    if args.deliveries:
+        # deliveries.py imports this module as `run`: hand it this very one
+        # rather than a second copy of it.
+        sys.modules.setdefault("run", sys.modules[__name__])
+        import deliveries
+        deliveries.run(args)
 
     lost = [r for r in results if not r["ledger_ok"]]
     if lost:
