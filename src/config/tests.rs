@@ -22,7 +22,7 @@ fn the_shipped_config_loads_with_an_empty_environment() {
     let config = load_str(text, &env(&[])).expect("shipped config is valid");
     assert_eq!(config.server.bind, "127.0.0.1:8080");
     assert_eq!(config.server.database_url, "sqlite://hookledger.db");
-    for preset in Preset::ALL {
+    for preset in Preset::all() {
         assert!(
             config.sources.values().any(|s| s.preset == preset),
             "the shipped config has a {} source",
@@ -54,10 +54,7 @@ secret = "pre-${GH}-post"
     assert_eq!(config.server.admin_token.expose(), "from-var");
     assert_eq!(config.server.bind, "127.0.0.1:9");
     assert_eq!(config.server.database_url, "postgres://u@h/db");
-    assert_eq!(
-        config.sources["s"].secret.as_ref().unwrap().expose(),
-        "pre-x-post"
-    );
+    assert_eq!(config.sources["s"].secrets[0].expose(), "pre-x-post");
     let overridden = load_str(
         text,
         &env(&[("TOKEN", "a"), ("GH", "x"), ("HOOKLEDGER_ADMIN_TOKEN", "b")]),
