@@ -87,7 +87,6 @@ pub fn seconds(at: Locator) -> Option<TimeAt> {
 }
 
 /// An event time in Unix milliseconds (or RFC 3339) at `at`.
-#[allow(dead_code)] // the first user is the next preset
 pub fn millis(at: Locator) -> Option<TimeAt> {
     Some(TimeAt { at, millis: true })
 }

@@ -25,6 +25,8 @@ mod signature;
 mod tests;
 #[cfg(test)]
 mod vectors;
+#[cfg(test)]
+mod vectors_providers;
 
 pub use body::body_kind;
 pub use providers::standard::standard_webhooks_key;

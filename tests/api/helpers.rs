@@ -156,6 +156,14 @@ secret = "test-acuity"
 preset = "standard"
 secret = "whsec_dGVzdC1zdGFuZGFyZC13ZWJob29rcy1rZXk="
 
+[sources.slack]
+preset = "slack"
+secret = "test-slack"
+
+[sources.zoom]
+preset = "zoom"
+secret = "test-zoom"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

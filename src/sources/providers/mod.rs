@@ -24,8 +24,10 @@ pub mod acuity;
 pub mod generic;
 pub mod github;
 pub mod shopify;
+pub mod slack;
 pub mod standard;
 pub mod stripe;
+pub mod zoom;
 
 /// Every preset, in the order the documentation lists them.
 pub static PROVIDERS: &[&Provider] = &[
@@ -34,6 +36,9 @@ pub static PROVIDERS: &[&Provider] = &[
     &shopify::PROVIDER,
     &acuity::PROVIDER,
     &standard::PROVIDER,
+    &slack::PROVIDER,
+    &zoom::PROVIDER,
+    // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
 
