@@ -87,7 +87,7 @@ fn any_listed_secret_signs_for_every_preset() {
     let body = br#"{"id":"evt_1","type":"a.b","event_id":"e1","event":"a.b"}"#;
     for preset in Preset::all().filter(|p| p.as_str() != "generic") {
         let (old, new) = match preset.as_str() {
-            "standard" => ("whsec_b2xkLXNlY3JldA==", "whsec_bmV3LXNlY3JldA=="),
+            "standard" | "svix" => ("whsec_b2xkLXNlY3JldA==", "whsec_bmV3LXNlY3JldA=="),
             _ => ("old-secret", "new-secret"),
         };
         let signer = source(preset.as_str(), &[old]);
@@ -291,4 +291,199 @@ fn zoom_defaults_and_url_validation() {
             "encryptedToken": "d9e0d764a78494688ba3f2d5c0ed4ca311394b4834d959759213424d2df961e3"
         }))
     );
+}
+
+// ---- Svix ---------------------------------------------------------------
+
+// Svix's published example (docs.svix.com, "Verifying payloads manually";
+// the same vector as the Standard Webhooks spec's), under Svix's headers.
+const SVIX_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const SVIX_BODY: &str = r#"{"test": 2432232314}"#;
+const SVIX_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+fn svix_verify(secret: &str, body: &str, now: i64) -> Result<(), SignatureError> {
+    let hs = [
+        ("svix-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("svix-timestamp", "1614265330"),
+        ("svix-signature", SVIX_SIG),
+    ];
+    verify(&source("svix", &[secret]), &hs, body.as_bytes(), now)
+}
+
+#[test]
+fn svix_accepts_its_published_vector_and_refuses_others() {
+    let now = 1_614_265_330;
+    assert_eq!(svix_verify(SVIX_SECRET, SVIX_BODY, now), Ok(()));
+    assert_eq!(
+        svix_verify(SVIX_SECRET, r#"{"test": 2432232315}"#, now),
+        Err(Invalid)
+    );
+    assert_eq!(
+        svix_verify("whsec_aGVsbG8gd29ybGQ=", SVIX_BODY, now),
+        Err(Invalid)
+    );
+    assert_eq!(
+        svix_verify(SVIX_SECRET, SVIX_BODY, now + 301),
+        Err(TimestampOutOfTolerance)
+    );
+    // The Standard Webhooks header names are not Svix's.
+    let s = source("svix", &[SVIX_SECRET]);
+    let standard_names = [
+        ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        ("webhook-timestamp", "1614265330"),
+        ("webhook-signature", SVIX_SIG),
+    ];
+    assert_eq!(
+        verify(&s, &standard_names, SVIX_BODY.as_bytes(), now),
+        Err(Missing)
+    );
+    let d = parsed(
+        &s,
+        &[("svix-id", "msg_1")],
+        &json!({"type": "invoice.paid", "timestamp": "2024-01-02T03:04:05Z", "data": {"id": "in_1"}}),
+    );
+    assert_eq!(d.event_id.as_deref(), Some("msg_1"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("invoice"), Some("in_1"))
+    );
+    assert_eq!(d.event_time_ms, Some(1_704_164_645_000));
+}
+
+// ---- Typeform -----------------------------------------------------------
+
+// Typeform documents the recipe ("Secure your webhooks": base64 of the
+// HMAC-SHA256 of the payload, prefixed `sha256=`); computed with
+// python3 -c 'import hmac,hashlib,base64; print(base64.b64encode(hmac.new(
+//   b"typeform-secret", TYPEFORM_BODY, hashlib.sha256).digest()).decode())'
+const TYPEFORM_BODY: &str = r#"{"event_id":"01HX4Q8ZT3V9K2M7N5P6R8S0TA","event_type":"form_response","form_response":{"form_id":"lT4Z3j","token":"a3a12ec67a1365927098a606107fac15","submitted_at":"2024-05-08T14:07:51Z"}}"#;
+const TYPEFORM_SIG: &str = "sha256=i3qQqr+ZdN2FWyaWP8lcSuWstDduAMQVO6VbEF+uDZA=";
+
+#[test]
+fn typeform_vector_negatives_and_defaults() {
+    let s = source("typeform", &["typeform-secret"]);
+    let hs = [("Typeform-Signature", TYPEFORM_SIG)];
+    assert_eq!(verify(&s, &hs, TYPEFORM_BODY.as_bytes(), 0), Ok(()));
+    let changed = TYPEFORM_BODY.replace("lT4Z3j", "lT4Z3k");
+    assert_eq!(verify(&s, &hs, changed.as_bytes(), 0), Err(Invalid));
+    let wrong = source("typeform", &["other"]);
+    assert_eq!(
+        verify(&wrong, &hs, TYPEFORM_BODY.as_bytes(), 0),
+        Err(Invalid)
+    );
+    let unprefixed = [("Typeform-Signature", &TYPEFORM_SIG[7..])];
+    assert_eq!(
+        verify(&s, &unprefixed, TYPEFORM_BODY.as_bytes(), 0),
+        Err(Invalid)
+    );
+    let d = parsed(&s, &[], &serde_json::from_str(TYPEFORM_BODY).unwrap());
+    assert_eq!(d.event_id.as_deref(), Some("01HX4Q8ZT3V9K2M7N5P6R8S0TA"));
+    assert_eq!(d.action.as_deref(), Some("form_response"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (
+            Some("form_response"),
+            Some("a3a12ec67a1365927098a606107fac15")
+        )
+    );
+}
+
+// ---- Bitbucket ----------------------------------------------------------
+
+// Bitbucket documents the recipe ("Secure webhooks": `X-Hub-Signature:
+// sha256=` hex HMAC-SHA256 of the body); computed with
+// python3 -c 'import hmac,hashlib; print(hmac.new(b"bitbucket-secret",
+//   BITBUCKET_BODY, hashlib.sha256).hexdigest())'
+const BITBUCKET_BODY: &str = r#"{"push":{"changes":[]},"repository":{"uuid":"{7b5b0c4e-1234-4b1c-9a9e-0f5e6d7c8b9a}","full_name":"team/repo"}}"#;
+const BITBUCKET_SIG: &str =
+    "sha256=171c7495289c3aff232e575f8a21240b0515e2daf63a26093df738792cb85783";
+
+#[test]
+fn bitbucket_vector_negatives_and_defaults() {
+    let s = source("bitbucket", &["bitbucket-secret"]);
+    let hs = [
+        ("X-Hub-Signature", BITBUCKET_SIG),
+        ("X-Event-Key", "repo:push"),
+        ("X-Request-UUID", "b1e5c2a0-0d5e-4b5e-8f8e-1c2d3e4f5a6b"),
+    ];
+    assert_eq!(verify(&s, &hs, BITBUCKET_BODY.as_bytes(), 0), Ok(()));
+    assert_eq!(verify(&s, &hs, b"{}", 0), Err(Invalid));
+    let wrong = source("bitbucket", &["other"]);
+    assert_eq!(
+        verify(&wrong, &hs, BITBUCKET_BODY.as_bytes(), 0),
+        Err(Invalid)
+    );
+    let sha1 = [("X-Hub-Signature", "sha1=0123")];
+    assert_eq!(
+        verify(&s, &sha1, BITBUCKET_BODY.as_bytes(), 0),
+        Err(Invalid)
+    );
+    let d = parsed(&s, &hs, &serde_json::from_str(BITBUCKET_BODY).unwrap());
+    assert_eq!(
+        d.event_id.as_deref(),
+        Some("b1e5c2a0-0d5e-4b5e-8f8e-1c2d3e4f5a6b")
+    );
+    assert_eq!(d.action.as_deref(), Some("repo:push"));
+    assert_eq!(d.object_id, None);
+    // Data Center sends X-Request-Id instead.
+    let dc = parsed(&s, &[("X-Request-Id", "dc-1")], &json!({}));
+    assert_eq!(dc.event_id.as_deref(), Some("dc-1"));
+}
+
+// ---- Paddle -------------------------------------------------------------
+
+// Paddle documents the recipe ("Verify webhook signatures": hex
+// HMAC-SHA256 of `ts:body`); computed with
+// python3 -c 'import hmac,hashlib; print(hmac.new(b"pdl_ntfset_secret",
+//   b"1700000000:" + PADDLE_BODY, hashlib.sha256).hexdigest())'
+const PADDLE_BODY: &str = r#"{"event_id":"evt_01hv8x2acma2gz3he8v8ram9rn","event_type":"transaction.completed","occurred_at":"2024-05-08T14:10:00.123Z","notification_id":"ntf_01hv8x2ann8ewzk9z3jdtf5e0e","data":{"id":"txn_01hv8wptq8987qeep44cyrewp9","status":"completed"}}"#;
+const PADDLE_H1: &str = "6f2a7b51bb51cef2fa4d331f26c94a0910e8c0601835361cccad506fddfbf070";
+
+fn paddle_verify(secret: &str, header: &str, body: &str, now: i64) -> Result<(), SignatureError> {
+    let hs = [("Paddle-Signature", header)];
+    verify(&source("paddle", &[secret]), &hs, body.as_bytes(), now)
+}
+
+#[test]
+fn paddle_vector_negatives_and_defaults() {
+    let now = 1_700_000_000;
+    let header = format!("ts=1700000000;h1={PADDLE_H1}");
+    assert_eq!(
+        paddle_verify("pdl_ntfset_secret", &header, PADDLE_BODY, now),
+        Ok(())
+    );
+    let two = format!("ts=1700000000;h1={};h1={PADDLE_H1}", "00".repeat(32));
+    assert_eq!(
+        paddle_verify("pdl_ntfset_secret", &two, PADDLE_BODY, now),
+        Ok(())
+    );
+    assert_eq!(
+        paddle_verify("pdl_ntfset_secret", &header, "{}", now),
+        Err(Invalid)
+    );
+    assert_eq!(
+        paddle_verify("other", &header, PADDLE_BODY, now),
+        Err(Invalid)
+    );
+    assert_eq!(
+        paddle_verify("pdl_ntfset_secret", &header, PADDLE_BODY, now - 301),
+        Err(TimestampOutOfTolerance)
+    );
+    let no_ts = format!("h1={PADDLE_H1}");
+    assert_eq!(
+        paddle_verify("pdl_ntfset_secret", &no_ts, PADDLE_BODY, now),
+        Err(Invalid)
+    );
+    let s = source("paddle", &["k"]);
+    let d = parsed(&s, &[], &serde_json::from_str(PADDLE_BODY).unwrap());
+    assert_eq!(
+        d.event_id.as_deref(),
+        Some("evt_01hv8x2acma2gz3he8v8ram9rn")
+    );
+    assert_eq!(d.action.as_deref(), Some("transaction.completed"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("transaction"), Some("txn_01hv8wptq8987qeep44cyrewp9"))
+    );
+    assert_eq!(d.event_time_ms, Some(1_715_177_400_123));
 }

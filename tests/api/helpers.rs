@@ -164,6 +164,22 @@ secret = "test-slack"
 preset = "zoom"
 secret = "test-zoom"
 
+[sources.svix]
+preset = "svix"
+secret = "whsec_dGVzdC1zdml4"
+
+[sources.paddle]
+preset = "paddle"
+secret = "test-paddle"
+
+[sources.bitbucket]
+preset = "bitbucket"
+secret = "test-bitbucket"
+
+[sources.typeform]
+preset = "typeform"
+secret = "test-typeform"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

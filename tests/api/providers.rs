@@ -15,6 +15,7 @@ backend_tests!(
     slack_url_verification_is_answered_only_when_signed_and_never_recorded,
     zoom_events_dedup_on_their_payload_hash,
     zoom_url_validation_is_answered_only_when_signed_and_never_recorded,
+    svix_paddle_bitbucket_and_typeform_deliveries_dedup_on_their_ids,
     a_delivery_signed_with_any_listed_secret_is_accepted,
     github_form_deliveries_are_unwrapped_and_stored_as_their_json,
 );
@@ -32,7 +33,12 @@ struct Expected<'a> {
 /// `source`'s signature scheme under a secret it does not have.
 fn wrong_signer(app: &TestApp, source: &str) -> Source {
     let mut config = app.config.sources[source].clone();
-    config.secrets = vec![hookledger::config::Secret::new("not-the-secret")];
+    // A Standard Webhooks secret must be well-formed to sign at all.
+    let wrong = match config.preset.as_str() {
+        "standard" | "svix" => "whsec_bm90LXRoZS1zZWNyZXQ=",
+        _ => "not-the-secret",
+    };
+    config.secrets = vec![hookledger::config::Secret::new(wrong)];
     Source::new(config)
 }
 
@@ -264,4 +270,68 @@ async fn github_form_deliveries_are_unwrapped_and_stored_as_their_json(backend: 
         )
         .await;
     assert_eq!((again.status, again.id()), (200, first.id()));
+}
+
+async fn svix_paddle_bitbucket_and_typeform_deliveries_dedup_on_their_ids(backend: Backend) {
+    let cases = [
+        (
+            "svix",
+            vec![("svix-id", "msg_2mQ8XcT4vB7nK1pL9wR3sY6dF0a")],
+            json!({"type": "customer.created", "timestamp": "2024-05-08T14:21:09Z",
+                   "data": {"id": "cus_01HX4RZ6M2K8Q1T5V9W3Y7B0CD"}}),
+            Expected {
+                dedup_key: Some("id:msg_2mQ8XcT4vB7nK1pL9wR3sY6dF0a"),
+                provider_event_id: json!("msg_2mQ8XcT4vB7nK1pL9wR3sY6dF0a"),
+                action: "customer.created",
+                object_type: json!("customer"),
+                object_id: json!("cus_01HX4RZ6M2K8Q1T5V9W3Y7B0CD"),
+            },
+        ),
+        (
+            "paddle",
+            vec![],
+            json!({"event_id": "evt_01hv8x2acma2gz3he8v8ram9rn", "event_type": "transaction.completed",
+                   "occurred_at": "2024-05-08T14:10:00.123Z", "data": {"id": "txn_01hv8wptq8987qeep44cyrewp9"}}),
+            Expected {
+                dedup_key: Some("id:evt_01hv8x2acma2gz3he8v8ram9rn"),
+                provider_event_id: json!("evt_01hv8x2acma2gz3he8v8ram9rn"),
+                action: "transaction.completed",
+                object_type: json!("transaction"),
+                object_id: json!("txn_01hv8wptq8987qeep44cyrewp9"),
+            },
+        ),
+        (
+            "bitbucket",
+            vec![
+                ("X-Event-Key", "repo:push"),
+                ("X-Request-UUID", "b1e5c2a0-0d5e-4b5e-8f8e-1c2d3e4f5a6b"),
+            ],
+            json!({"push": {"changes": []}, "repository": {"full_name": "team/repo"}}),
+            Expected {
+                dedup_key: Some("id:b1e5c2a0-0d5e-4b5e-8f8e-1c2d3e4f5a6b"),
+                provider_event_id: json!("b1e5c2a0-0d5e-4b5e-8f8e-1c2d3e4f5a6b"),
+                action: "repo:push",
+                object_type: Value::Null,
+                object_id: Value::Null,
+            },
+        ),
+        (
+            "typeform",
+            vec![],
+            json!({"event_id": "01HX4Q8ZT3V9K2M7N5P6R8S0TA", "event_type": "form_response",
+                   "form_response": {"form_id": "lT4Z3j", "token": "a3a12ec67a1365927098a606107fac15"}}),
+            Expected {
+                dedup_key: Some("id:01HX4Q8ZT3V9K2M7N5P6R8S0TA"),
+                provider_event_id: json!("01HX4Q8ZT3V9K2M7N5P6R8S0TA"),
+                action: "form_response",
+                object_type: json!("form_response"),
+                object_id: json!("a3a12ec67a1365927098a606107fac15"),
+            },
+        ),
+    ];
+    for (source, headers, body, expected) in cases {
+        // A fresh app each: the helper counts the whole ledger.
+        let app = spawn_app(backend).await;
+        signed_redelivered_and_forged(&app, source, &headers, &body, expected).await;
+    }
 }

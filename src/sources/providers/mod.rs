@@ -21,12 +21,16 @@ use super::{body, BodyKind, PayloadError, SignatureError};
 use crate::config::{ActionRule, SourceConfig};
 
 pub mod acuity;
+pub mod bitbucket;
 pub mod generic;
 pub mod github;
+pub mod paddle;
 pub mod shopify;
 pub mod slack;
 pub mod standard;
 pub mod stripe;
+pub mod svix;
+pub mod typeform;
 pub mod zoom;
 
 /// Every preset, in the order the documentation lists them.
@@ -38,6 +42,10 @@ pub static PROVIDERS: &[&Provider] = &[
     &standard::PROVIDER,
     &slack::PROVIDER,
     &zoom::PROVIDER,
+    &svix::PROVIDER,
+    &paddle::PROVIDER,
+    &bitbucket::PROVIDER,
+    &typeform::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
