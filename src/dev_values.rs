@@ -73,9 +73,9 @@ pub fn keys_in_use(config: &Config) -> Vec<String> {
     }
     for (name, source) in &config.sources {
         if source
-            .secret
-            .as_ref()
-            .is_some_and(|s| is_shipped(&shipped, s.expose()))
+            .secrets
+            .iter()
+            .any(|s| is_shipped(&shipped, s.expose()))
         {
             keys.push(format!("sources.{name}.secret"));
         }
@@ -123,7 +123,7 @@ mod tests {
         let config = crate::config::load_str(SHIPPED_CONFIG, &no_env).unwrap();
         let mut expected = vec!["server.admin_token".to_string()];
         for (name, source) in &config.sources {
-            if source.secret.is_some() {
+            if !source.secrets.is_empty() {
                 expected.push(format!("sources.{name}.secret"));
             }
         }

@@ -21,6 +21,8 @@ pub enum Outcome {
     duplicate,
     ignored,
     rejected,
+    /// A provider's signed handshake (Slack, Zoom), answered, not recorded.
+    challenge,
 }
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]

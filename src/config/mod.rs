@@ -146,40 +146,53 @@ pub struct ProcessingConfig {
     pub poll_interval_ms: u64,
 }
 
-/// The provider a source follows: its signature scheme and field defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Preset {
-    Stripe,
-    Github,
-    Shopify,
-    Acuity,
-    Standard,
-    Generic,
-}
+/// The provider a source follows: a name in the preset table
+/// (`sources::PROVIDERS`), which holds its signature scheme and defaults.
+#[derive(Clone, Copy)]
+pub struct Preset(&'static crate::sources::Provider);
 
 impl Preset {
-    pub const ALL: [Preset; 6] = [
-        Preset::Stripe,
-        Preset::Github,
-        Preset::Shopify,
-        Preset::Acuity,
-        Preset::Standard,
-        Preset::Generic,
-    ];
+    /// Every preset of the table, in its order.
+    pub fn all() -> impl Iterator<Item = Preset> {
+        crate::sources::PROVIDERS.iter().map(|p| Preset(p))
+    }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Preset::Stripe => "stripe",
-            Preset::Github => "github",
-            Preset::Shopify => "shopify",
-            Preset::Acuity => "acuity",
-            Preset::Standard => "standard",
-            Preset::Generic => "generic",
-        }
+        self.0.name
     }
 
     pub fn parse(name: &str) -> Option<Preset> {
-        Preset::ALL.into_iter().find(|p| p.as_str() == name)
+        crate::sources::providers::find(name).map(Preset)
+    }
+
+    /// The preset of a name known to be in the table (tests, fixed code).
+    pub fn named(name: &str) -> Preset {
+        Preset::parse(name).unwrap_or_else(|| panic!("no preset named {name:?}"))
+    }
+
+    /// Its entry in the preset table.
+    pub fn provider(self) -> &'static crate::sources::Provider {
+        self.0
+    }
+}
+
+impl PartialEq for Preset {
+    fn eq(&self, other: &Preset) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Preset {}
+
+impl std::hash::Hash for Preset {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -228,8 +241,11 @@ pub enum SignatureEncoding {
 pub struct SourceConfig {
     pub name: String,
     pub preset: Preset,
-    /// `None` only when the source says `verify = "off"`.
-    pub secret: Option<Secret>,
+    /// `secret`, one or a list (rotation: a signature made with any of them
+    /// is accepted); empty only when the source says `verify = "off"`.
+    pub secrets: Vec<Secret>,
+    /// The URL the provider calls, for schemes that sign it (Twilio, Square).
+    pub public_url: Option<String>,
     pub tolerance_secs: u64,
     /// Generic preset: the header carrying HMAC-SHA256(secret, body).
     pub signature_header: Option<String>,

@@ -61,7 +61,8 @@ pub(super) struct RawProcessing {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
     pub(super) preset: String,
-    pub(super) secret: Option<Secret>,
+    pub(super) secret: Option<Secrets>,
+    pub(super) public_url: Option<String>,
     pub(super) verify: Option<String>,
     pub(super) tolerance_secs: Option<u64>,
     pub(super) signature_header: Option<String>,
@@ -77,6 +78,51 @@ pub(super) struct RawSource {
     pub(super) fetch: Option<RawFetch>,
     #[serde(default)]
     pub(super) deliver: Vec<RawDeliverRule>,
+}
+
+/// `secret = "…"` or `secret = ["new", "old"]`.
+#[derive(Debug)]
+pub(super) enum Secrets {
+    One(Secret),
+    Many(Vec<Secret>),
+}
+
+/// By hand rather than `untagged`, so that a value of another type is
+/// serde's usual "invalid type: …, expected …" (whose value `without_value`
+/// then drops), not a bare "did not match any variant".
+impl<'de> Deserialize<'de> for Secrets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Secrets;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secrets, E> {
+                Ok(Secrets::One(Secret::new(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Secrets, A::Error> {
+                let mut list = Vec::new();
+                while let Some(secret) = seq.next_element::<Secret>()? {
+                    list.push(secret);
+                }
+                Ok(Secrets::Many(list))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Secrets {
+    pub(super) fn into_vec(self) -> Vec<Secret> {
+        match self {
+            Secrets::One(s) => vec![s],
+            Secrets::Many(list) => list,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,7 +22,7 @@ fn the_shipped_config_loads_with_an_empty_environment() {
     let config = load_str(text, &env(&[])).expect("shipped config is valid");
     assert_eq!(config.server.bind, "127.0.0.1:8080");
     assert_eq!(config.server.database_url, "sqlite://hookledger.db");
-    for preset in Preset::ALL {
+    for preset in Preset::all() {
         assert!(
             config.sources.values().any(|s| s.preset == preset),
             "the shipped config has a {} source",
@@ -54,10 +54,7 @@ secret = "pre-${GH}-post"
     assert_eq!(config.server.admin_token.expose(), "from-var");
     assert_eq!(config.server.bind, "127.0.0.1:9");
     assert_eq!(config.server.database_url, "postgres://u@h/db");
-    assert_eq!(
-        config.sources["s"].secret.as_ref().unwrap().expose(),
-        "pre-x-post"
-    );
+    assert_eq!(config.sources["s"].secrets[0].expose(), "pre-x-post");
     let overridden = load_str(
         text,
         &env(&[("TOKEN", "a"), ("GH", "x"), ("HOOKLEDGER_ADMIN_TOKEN", "b")]),
@@ -387,4 +384,35 @@ bind = "x"
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found[0].starts_with("server: invalid type"), "{found:?}");
     assert!(found[1].starts_with("processing.max_attempts"), "{found:?}");
+}
+
+#[test]
+fn a_secret_may_be_a_list_and_presets_come_from_the_table() {
+    let text = format!(
+        "{MINIMAL}[sources.s]\npreset = \"github\"\nsecret = [\"new\", \"${{OLD}}\"]\n[sources.z]\npreset = \"zoom\"\nsecret = \"z\"\n"
+    );
+    let config = load_str(&text, &env(&[("OLD", "old")])).unwrap();
+    let secrets: Vec<&str> = config.sources["s"]
+        .secrets
+        .iter()
+        .map(|s| s.expose())
+        .collect();
+    assert_eq!(secrets, ["new", "old"]);
+    // Zoom's default window covers its retries (5, 25 and 85 minutes).
+    assert_eq!(config.sources["z"].hash_window_secs, 7200);
+    for (secret, problem) in [
+        ("[]", "sources.s.secret is an empty list"),
+        ("[\"a\", \"\"]", "sources.s.secret is empty"),
+    ] {
+        let text = format!("{MINIMAL}[sources.s]\npreset = \"github\"\nsecret = {secret}\n");
+        assert_eq!(problems(&text), [problem], "{secret}");
+    }
+    let found = problems(&format!(
+        "{MINIMAL}[sources.s]\npreset = \"nope\"\nverify = \"off\"\n"
+    ));
+    let names: Vec<&str> = Preset::all().map(Preset::as_str).collect();
+    assert!(found[0].contains("unknown preset \"nope\""), "{found:?}");
+    for name in names {
+        assert!(found[0].contains(name), "{name} missing from {found:?}");
+    }
 }

@@ -186,8 +186,9 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
     let preset = Preset::parse(&raw.preset);
     if preset.is_none() {
         problems.push(format!(
-            "{at}.preset: unknown preset {:?} (expected stripe, github, shopify, acuity, standard or generic)",
-            raw.preset
+            "{at}.preset: unknown preset {:?} (expected {})",
+            raw.preset,
+            crate::sources::providers::names()
         ));
     }
     let verify_off = match raw.verify.as_deref() {
@@ -200,33 +201,29 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
             false
         }
     };
-    let secret = match (&raw.secret, verify_off) {
+    let secrets = raw.secret.map(|s| s.into_vec());
+    let secrets = match (secrets, verify_off) {
         (Some(_), true) => {
             problems.push(format!("{at}: has both a secret and verify = \"off\""));
-            None
+            Vec::new()
         }
-        (Some(s), false) if s.0.is_empty() => {
+        (Some(list), false) if list.is_empty() => {
+            problems.push(format!("{at}.secret is an empty list"));
+            Vec::new()
+        }
+        (Some(list), false) if list.iter().any(|s| s.0.is_empty()) => {
             problems.push(format!("{at}.secret is empty"));
-            None
+            Vec::new()
         }
-        (Some(s), false) => Some(s.clone()),
-        (None, true) => None,
+        (Some(list), false) => list,
+        (None, true) => Vec::new(),
         (None, false) => {
             problems.push(format!(
                 "{at}: has no secret; an unsigned source must say verify = \"off\""
             ));
-            None
+            Vec::new()
         }
     };
-    if preset == Some(Preset::Standard) {
-        if let Some(s) = &secret {
-            if crate::sources::standard_webhooks_key(s.expose()).is_none() {
-                problems.push(format!(
-                    "{at}.secret: a Standard Webhooks secret is whsec_ followed by base64"
-                ));
-            }
-        }
-    }
     let signature_encoding = match raw.signature_encoding.as_deref() {
         None | Some("hex") => SignatureEncoding::Hex,
         Some("base64") => SignatureEncoding::Base64,
@@ -246,11 +243,6 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
             ));
         }
     }
-    if preset == Some(Preset::Generic) && secret.is_some() && raw.signature_header.is_none() {
-        problems.push(format!(
-            "{at}: a signed generic source needs signature_header"
-        ));
-    }
     let actions = raw.actions.map(|table| {
         table
             .into_iter()
@@ -265,7 +257,9 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
             })
             .collect()
     });
-    let hash_window_secs = raw.hash_window_secs.unwrap_or(DEFAULT_HASH_WINDOW_SECS);
+    let hash_window_secs = raw
+        .hash_window_secs
+        .unwrap_or(preset.map_or(DEFAULT_HASH_WINDOW_SECS, |p| p.provider().hash_window_secs));
     if hash_window_secs == 0 {
         problems.push(format!("{at}.hash_window_secs must be at least 1"));
     }
@@ -288,13 +282,17 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
         .fetch
         .and_then(|f| validate_fetch(&format!("{at}.fetch"), f, problems));
 
-    if problems.len() > before {
-        return None;
+    if let Some(url) = &raw.public_url {
+        match url::Url::parse(url) {
+            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+            _ => problems.push(format!("{at}.public_url: expected an absolute http(s) URL")),
+        }
     }
-    Some(SourceConfig {
+    let source = SourceConfig {
         name: name.to_string(),
         preset: preset?,
-        secret,
+        secrets,
+        public_url: raw.public_url,
         tolerance_secs: raw.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS),
         signature_header: raw.signature_header,
         signature_encoding,
@@ -308,7 +306,11 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
         hash_window_secs,
         fetch,
         deliver: Vec::new(),
-    })
+    };
+    // The preset's own checks (a Standard Webhooks secret's form, …).
+    let own = (source.preset.provider().check)(&source);
+    problems.extend(own.into_iter().map(|p| format!("{at}{p}")));
+    (problems.len() == before).then_some(source)
 }
 
 fn validate_fetch(at: &str, raw: RawFetch, problems: &mut Vec<String>) -> Option<FetchConfig> {

@@ -7,7 +7,9 @@
 //! body not received within `body_timeout_secs` of the headers is answered
 //! 408 and its connection closed, which frees its `max_in_flight` slot. A
 //! 2xx answer is sent only after the delivery's ledger transaction has
-//! committed.
+//! committed; the one exception is a provider's signed handshake (Slack's
+//! `url_verification`, Zoom's `endpoint.url_validation`), answered after
+//! its signature holds and never recorded.
 
 use std::time::{Duration, Instant};
 
@@ -46,7 +48,8 @@ pub async fn receive_for(
     let label = source.as_ref().map_or(UNKNOWN_SOURCE_LABEL, |s| s.name());
     let handled = handle(&state, source.as_deref(), path, &request, payload, started).await;
     let (response, outcome) = match handled {
-        Ok((outcome, strategy)) => answer(outcome, strategy),
+        Ok(Handled::Recorded(outcome, strategy)) => answer(outcome, strategy),
+        Ok(Handled::Challenge(reply)) => (HttpResponse::Ok().json(reply), Outcome::challenge),
         Err(e) => {
             if let ApiError::Signature(reason) = &e {
                 // Which check failed is useful; the header values are not
@@ -101,6 +104,14 @@ fn answer((outcome, key): (RecordOutcome, String), strategy: Strategy) -> (HttpR
     }
 }
 
+/// What became of a delivery that was not refused.
+enum Handled {
+    /// Written to the ledger (or recorded as a duplicate): outcome and key.
+    Recorded((RecordOutcome, String), Strategy),
+    /// A provider's handshake, signed: answered with this body, not recorded.
+    Challenge(serde_json::Value),
+}
+
 async fn handle(
     state: &AppState,
     source: Option<&Source>,
@@ -108,7 +119,7 @@ async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
     started: Instant,
-) -> Result<((RecordOutcome, String), Strategy), ApiError> {
+) -> Result<Handled, ApiError> {
     let source = source.ok_or_else(|| ApiError::UnknownSource(truncate(name, 64)))?;
     let content_type = request
         .headers()
@@ -130,6 +141,10 @@ async fn handle(
     let delivery = source
         .parse(kind, request.headers(), &body)
         .map_err(|e| ApiError::InvalidPayload(e.0))?;
+    // Only now that its signature holds (SPEC §11).
+    if let Some(reply) = source.challenge(&delivery) {
+        return Ok(Handled::Challenge(reply));
+    }
     let body_hash = dedup::body_hash(kind, &body, &delivery.payload);
     let plan = dedup::plan(
         &delivery,
@@ -178,7 +193,7 @@ async fn handle(
         ) => previous,
         _ => key,
     };
-    Ok(((outcome, key), strategy))
+    Ok(Handled::Recorded((outcome, key), strategy))
 }
 
 /// One of the `max_in_flight` places, held until the answer is ready, and

@@ -8,86 +8,113 @@
 //! event time is a JSON number of Unix seconds or an RFC 3339 string;
 //! anything else is absent (the caller then uses the arrival time).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::{field_value, Headers};
-use crate::config::{ActionRule, Locator, Preset, SourceConfig};
+use crate::config::{Locator, SourceConfig};
 
-/// GitHub's object pointers, most specific first, with the object type each
-/// one names.
-pub const GITHUB_OBJECTS: [(&str, &str); 13] = [
-    ("/pull_request/id", "pull_request"),
-    ("/issue/id", "issue"),
-    ("/check_run/id", "check_run"),
-    ("/check_suite/id", "check_suite"),
-    ("/workflow_run/id", "workflow_run"),
-    ("/workflow_job/id", "workflow_job"),
-    ("/release/id", "release"),
-    ("/deployment/id", "deployment"),
-    ("/comment/id", "comment"),
-    ("/repository/id", "repository"),
-    ("/organization/id", "organization"),
-    ("/installation/id", "installation"),
-    ("/hook_id", "hook"),
-];
-
-/// The preset's default action table: only Acuity has one.
-pub fn default_actions(preset: Preset) -> Option<BTreeMap<String, ActionRule>> {
-    (preset == Preset::Acuity).then(|| {
-        [
-            ("scheduled", ActionRule::Unique),
-            ("canceled", ActionRule::Unique),
-            ("order.completed", ActionRule::Unique),
-            ("rescheduled", ActionRule::Coalesce),
-            ("changed", ActionRule::Coalesce),
-        ]
-        .into_iter()
-        .map(|(action, rule)| (action.to_string(), rule))
-        .collect()
-    })
-}
-
+/// A field found where a locator says, or computed by the preset from the
+/// delivery (GitHub's composed action).
 #[derive(Debug, Clone)]
-enum ActionSpec {
+pub enum Find {
     Absent,
     At(Locator),
-    /// Header `X-GitHub-Event`, plus `.` and `/action` when present.
-    GithubComposed,
+    With(fn(&Lookup<'_>) -> Option<String>),
 }
 
+/// An object type: as [`Find`], or derived.
 #[derive(Debug, Clone)]
-enum ObjectIdSpec {
-    Absent,
-    At(Locator),
-    /// The first present of [`GITHUB_OBJECTS`].
-    GithubFirstPresent,
-}
-
-#[derive(Debug, Clone)]
-enum ObjectTypeSpec {
+pub enum FindType {
     Absent,
     At(Locator),
     /// The located value up to the first `separator` (Shopify topic
     /// `orders/create` → `orders`, Standard type `invoice.paid` → `invoice`).
     FirstSegment(Locator, char),
-    /// `order` for `order.*` actions, else `appointment`.
-    AcuityFromAction,
-    /// The type named by the first present of [`GITHUB_OBJECTS`].
-    GithubFirstPresent,
+    /// Computed from the delivery and its located action (Acuity).
+    With(fn(&Lookup<'_>, Option<&str>) -> Option<String>),
+}
+
+/// Where an event time is, and in what unit a number there counts.
+#[derive(Debug, Clone)]
+pub struct TimeAt {
+    pub at: Locator,
+    /// A number is Unix milliseconds rather than seconds (Zoom, Linear).
+    pub millis: bool,
+}
+
+/// A preset's defaults: where each delivery field is found (SPEC §2, §11).
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Tried in order; the first present wins (Shopify has two).
+    pub event_id: Vec<Locator>,
+    pub action: Find,
+    pub object_id: Find,
+    pub object_type: FindType,
+    pub event_time: Option<TimeAt>,
+}
+
+impl Defaults {
+    /// Nothing found unless configured (the generic preset).
+    pub fn none() -> Defaults {
+        Defaults {
+            event_id: Vec::new(),
+            action: Find::Absent,
+            object_id: Find::Absent,
+            object_type: FindType::Absent,
+            event_time: None,
+        }
+    }
+}
+
+/// A header locator.
+pub fn header(name: &str) -> Locator {
+    Locator::Header(name.to_string())
+}
+
+/// A JSON pointer locator.
+pub fn pointer(path: &str) -> Locator {
+    Locator::Pointer(path.to_string())
+}
+
+/// A form field locator.
+pub fn field(name: &str) -> Locator {
+    Locator::Field(name.to_string())
+}
+
+/// An event time in Unix seconds (or RFC 3339) at `at`.
+pub fn seconds(at: Locator) -> Option<TimeAt> {
+    Some(TimeAt { at, millis: false })
+}
+
+/// An event time in Unix milliseconds (or RFC 3339) at `at`.
+pub fn millis(at: Locator) -> Option<TimeAt> {
+    Some(TimeAt { at, millis: true })
+}
+
+/// One delivery as the locators see it.
+pub struct Lookup<'a> {
+    pub payload: &'a Value,
+    pub headers: &'a dyn Headers,
+}
+
+impl Lookup<'_> {
+    /// The located value as text (see [`text`]).
+    pub fn text(&self, locator: &Locator) -> Option<String> {
+        text(find(locator, self.payload, self.headers))
+    }
+
+    pub fn pointer(&self, path: &str) -> Option<String> {
+        self.text(&pointer(path))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.text(&header(name))
+    }
 }
 
 /// A source's locators: its overrides, else its preset's defaults.
 #[derive(Debug, Clone)]
-pub struct Rules {
-    /// Tried in order; the first present wins (Shopify has two).
-    event_id: Vec<Locator>,
-    action: ActionSpec,
-    object_id: ObjectIdSpec,
-    object_type: ObjectTypeSpec,
-    event_time: Option<Locator>,
-}
+pub struct Rules(Defaults);
 
 /// What [`Rules::locate`] found in one delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -99,133 +126,56 @@ pub struct Found {
     pub event_time_ms: Option<i64>,
 }
 
-fn header(name: &str) -> Locator {
-    Locator::Header(name.to_string())
-}
-
-fn pointer(path: &str) -> Locator {
-    Locator::Pointer(path.to_string())
-}
-
-fn field(name: &str) -> Locator {
-    Locator::Field(name.to_string())
-}
-
 impl Rules {
-    /// The preset's defaults (SPEC §2 table).
-    fn preset_defaults(preset: Preset) -> Rules {
-        use ObjectIdSpec as Id;
-        use ObjectTypeSpec as Type;
-        let (event_id, action, object_id, object_type, event_time) = match preset {
-            Preset::Stripe => (
-                vec![pointer("/id")],
-                ActionSpec::At(pointer("/type")),
-                Id::At(pointer("/data/object/id")),
-                Type::At(pointer("/data/object/object")),
-                Some(pointer("/created")),
-            ),
-            Preset::Github => (
-                vec![header("X-GitHub-Delivery")],
-                ActionSpec::GithubComposed,
-                Id::GithubFirstPresent,
-                Type::GithubFirstPresent,
-                None,
-            ),
-            Preset::Shopify => (
-                vec![header("X-Shopify-Event-Id"), header("X-Shopify-Webhook-Id")],
-                ActionSpec::At(header("X-Shopify-Topic")),
-                Id::At(pointer("/id")),
-                Type::FirstSegment(header("X-Shopify-Topic"), '/'),
-                Some(header("X-Shopify-Triggered-At")),
-            ),
-            Preset::Acuity => (
-                Vec::new(),
-                ActionSpec::At(field("action")),
-                Id::At(field("id")),
-                Type::AcuityFromAction,
-                None,
-            ),
-            Preset::Standard => (
-                vec![header("webhook-id")],
-                ActionSpec::At(pointer("/type")),
-                Id::At(pointer("/data/id")),
-                Type::FirstSegment(pointer("/type"), '.'),
-                Some(pointer("/timestamp")),
-            ),
-            Preset::Generic => (
-                Vec::new(),
-                ActionSpec::Absent,
-                Id::Absent,
-                Type::Absent,
-                None,
-            ),
-        };
-        Rules {
-            event_id,
-            action,
-            object_id,
-            object_type,
-            event_time,
-        }
-    }
-
     /// Each override replaces the preset's default for its field only.
     pub fn new(config: &SourceConfig) -> Rules {
-        let mut rules = Rules::preset_defaults(config.preset);
+        let mut rules = (config.preset.provider().defaults)();
         if let Some(l) = &config.event_id {
             rules.event_id = vec![l.clone()];
         }
         if let Some(l) = &config.action {
-            rules.action = ActionSpec::At(l.clone());
+            rules.action = Find::At(l.clone());
         }
         if let Some(l) = &config.object_id {
-            rules.object_id = ObjectIdSpec::At(l.clone());
+            rules.object_id = Find::At(l.clone());
         }
         if let Some(l) = &config.object_type {
-            rules.object_type = ObjectTypeSpec::At(l.clone());
+            rules.object_type = FindType::At(l.clone());
         }
         if let Some(l) = &config.event_time {
-            rules.event_time = Some(l.clone());
+            rules.event_time = seconds(l.clone());
         }
-        rules
+        Rules(rules)
     }
 
     pub fn locate(&self, payload: &Value, headers: &dyn Headers) -> Found {
-        let at = |l: &Locator| text(find(l, payload, headers));
-        let event_id = self.event_id.iter().find_map(at);
-        let action = match &self.action {
-            ActionSpec::Absent => None,
-            ActionSpec::At(l) => at(l),
-            ActionSpec::GithubComposed => {
-                at(&header("X-GitHub-Event")).map(|event| match at(&pointer("/action")) {
-                    Some(action) => format!("{event}.{action}"),
-                    None => event,
-                })
-            }
+        let rules = &self.0;
+        let lookup = Lookup { payload, headers };
+        let at = |l: &Locator| lookup.text(l);
+        let found = |f: &Find| match f {
+            Find::Absent => None,
+            Find::At(l) => at(l),
+            Find::With(f) => f(&lookup),
         };
-        let github = || {
-            GITHUB_OBJECTS
-                .iter()
-                .find_map(|(p, kind)| at(&pointer(p)).map(|id| (*kind, id)))
-        };
-        let object_id = match &self.object_id {
-            ObjectIdSpec::Absent => None,
-            ObjectIdSpec::At(l) => at(l),
-            ObjectIdSpec::GithubFirstPresent => github().map(|(_, id)| id),
-        };
-        let object_type = object_id.as_ref().and_then(|_| match &self.object_type {
-            ObjectTypeSpec::Absent => None,
-            ObjectTypeSpec::At(l) => at(l),
-            ObjectTypeSpec::FirstSegment(l, sep) => at(l)
+        let event_id = rules.event_id.iter().find_map(at);
+        let action = found(&rules.action);
+        let object_id = found(&rules.object_id);
+        let object_type = object_id.as_ref().and_then(|_| match &rules.object_type {
+            FindType::Absent => None,
+            FindType::At(l) => at(l),
+            FindType::FirstSegment(l, sep) => at(l)
                 .and_then(|v| v.split(*sep).next().map(str::to_string))
                 .filter(|v| !v.is_empty()),
-            ObjectTypeSpec::AcuityFromAction => Some(acuity_object_type(action.as_deref()).into()),
-            ObjectTypeSpec::GithubFirstPresent => github().map(|(kind, _)| kind.to_string()),
+            FindType::With(f) => f(&lookup, action.as_deref()),
         });
-        let event_time_ms = self
-            .event_time
-            .as_ref()
-            .and_then(|l| event_time_ms(find(l, payload, headers)?));
+        let event_time_ms = rules.event_time.as_ref().and_then(|t| {
+            let raw = find(&t.at, payload, headers)?;
+            if t.millis {
+                event_time_from_ms(raw)
+            } else {
+                event_time_ms(raw)
+            }
+        });
         Found {
             event_id,
             action,
@@ -233,13 +183,6 @@ impl Rules {
             object_id,
             event_time_ms,
         }
-    }
-}
-
-fn acuity_object_type(action: Option<&str>) -> &'static str {
-    match action {
-        Some(a) if a.starts_with("order.") => "order",
-        _ => "appointment",
     }
 }
 
@@ -282,6 +225,28 @@ fn event_time_ms(raw: Raw<'_>) -> Option<i64> {
         },
         Raw::Json(_) => None,
     }
+}
+
+/// Unix ms of a number of Unix milliseconds or an RFC 3339 string.
+fn event_time_from_ms(raw: Raw<'_>) -> Option<i64> {
+    match raw {
+        Raw::Json(Value::Number(n)) => match n.as_i64() {
+            Some(ms) => Some(ms),
+            None => seconds_to_ms(n.as_f64()? / 1000.0),
+        },
+        Raw::Json(Value::String(s)) => ms_from_str(s),
+        Raw::Text(s) => ms_from_str(s),
+        Raw::Json(_) => None,
+    }
+}
+
+/// Plain decimal digits are milliseconds; anything else as [`time_from_str`].
+fn ms_from_str(s: &str) -> Option<i64> {
+    let digits = s.trim();
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return digits.parse().ok();
+    }
+    time_from_str(s)
 }
 
 fn seconds_to_ms(secs: f64) -> Option<i64> {
@@ -353,19 +318,5 @@ mod tests {
             event_time_ms(Raw::Text("2023-03-29T18:00:27.877041743Z")),
             Some(1_680_112_827_877)
         );
-    }
-
-    #[test]
-    fn acuity_default_actions() {
-        let table = default_actions(Preset::Acuity).unwrap();
-        assert_eq!(table.len(), 5);
-        assert_eq!(table["scheduled"], ActionRule::Unique);
-        assert_eq!(table["canceled"], ActionRule::Unique);
-        assert_eq!(table["order.completed"], ActionRule::Unique);
-        assert_eq!(table["rescheduled"], ActionRule::Coalesce);
-        assert_eq!(table["changed"], ActionRule::Coalesce);
-        for preset in Preset::ALL.into_iter().filter(|p| *p != Preset::Acuity) {
-            assert_eq!(default_actions(preset), None, "{preset:?}");
-        }
     }
 }

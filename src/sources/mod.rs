@@ -1,14 +1,17 @@
 //! Provider knowledge, with no IO: what each preset's deliveries look like.
 //!
-//! A [`Source`] is one configured source with its preset's defaults resolved
-//! once, in [`Source::new`]. It verifies a delivery's signature over the raw
-//! bytes ([`Source::verify`], in `signature`), parses the verified body
-//! ([`Source::parse`], via `body`) and finds the event id, action, object and
-//! event time in it (`locate`); [`Source::event_time_ms`] keeps that time
-//! from running ahead of arrival. [`Source::sign`] is the sender's side of the
-//! same schemes, for the replay CLI and for tests. Nothing here logs: secrets
-//! and signatures never leave this module except as the headers `sign`
-//! returns.
+//! Each preset is one [`Provider`] in the table of `providers/`, defined
+//! whole in its own file. A [`Source`] is one configured source with its
+//! preset's defaults resolved once, in [`Source::new`]. It verifies a
+//! delivery's signature over the raw bytes ([`Source::verify`]: the
+//! provider's scheme, with any of the source's secrets), parses the
+//! verified body ([`Source::parse`]) and finds the event id, action, object
+//! and event time in it (`locate`); [`Source::challenge`] recognises a
+//! provider's handshake; [`Source::event_time_ms`] keeps the event time
+//! from running ahead of arrival. [`Source::sign`] is the sender's side of
+//! the same schemes, for the replay CLI and for tests. Nothing here logs:
+//! secrets and signatures never leave this module except as the headers
+//! `sign` returns.
 
 use std::collections::BTreeMap;
 
@@ -16,14 +19,18 @@ use crate::config::{ActionRule, SourceConfig};
 
 mod body;
 mod locate;
+pub mod providers;
 mod signature;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod vectors;
+#[cfg(test)]
+mod vectors_providers;
 
 pub use body::body_kind;
-pub use signature::standard_webhooks_key;
+pub use providers::standard::standard_webhooks_key;
+pub use providers::{Provider, PROVIDERS};
 
 /// Event ids, actions and object ids/types longer than this many bytes are
 /// refused with 400 `invalid_payload` (SPEC §3).
@@ -170,8 +177,12 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Source {
     pub config: SourceConfig,
-    /// The signature scheme with its key, resolved from preset and secret.
-    scheme: signature::Scheme,
+    provider: &'static Provider,
+    /// Every configured secret as its scheme's key (rotation: any may
+    /// sign); empty with `verify = "off"`, or when no secret is well-formed
+    /// for the scheme (config validation stops that first), and then every
+    /// delivery is refused.
+    keys: Vec<signature::HmacKey>,
     /// Where each delivery field is found: the overrides, else the preset's.
     rules: locate::Rules,
     /// The preset's default action table (Acuity), used when the source has
@@ -181,12 +192,30 @@ pub struct Source {
 
 impl Source {
     pub fn new(config: SourceConfig) -> Source {
+        let provider = config.preset.provider();
         Source {
-            scheme: signature::Scheme::new(&config),
+            provider,
+            keys: config
+                .secrets
+                .iter()
+                .filter_map(|s| (provider.key)(s.expose()))
+                .map(signature::HmacKey)
+                .collect(),
             rules: locate::Rules::new(&config),
-            default_actions: locate::default_actions(config.preset),
+            default_actions: (provider.actions)(),
             config,
         }
+    }
+
+    /// `verify = "off"`: no secret (and no public key) at all.
+    fn unsigned(&self) -> bool {
+        self.config.secrets.is_empty()
+    }
+
+    /// Where a processed event's domain data is in its payload (Stripe:
+    /// `/data/object`); `None`: the whole payload.
+    pub fn domain_object(&self) -> Option<&'static str> {
+        self.provider.domain_object
     }
 
     pub fn name(&self) -> &str {
@@ -209,8 +238,24 @@ impl Source {
         body: &[u8],
         now_secs: i64,
     ) -> Result<(), SignatureError> {
-        self.scheme
-            .verify(headers, body, now_secs, self.config.tolerance_secs)
+        if self.unsigned() {
+            return Ok(());
+        }
+        (self.provider.verify)(&signature::Signed {
+            headers,
+            body,
+            now_secs,
+            config: &self.config,
+            keys: &self.keys,
+        })
+    }
+
+    /// The answer to a provider's handshake (Slack `url_verification`,
+    /// Zoom `endpoint.url_validation`), if this verified, parsed delivery
+    /// is one: it is answered 200 and not recorded (SPEC §11).
+    pub fn challenge(&self, delivery: &Delivery) -> Option<serde_json::Value> {
+        let answer = self.provider.challenge?;
+        answer(&delivery.payload, self.keys.first()?)
     }
 
     /// Parses a verified body and locates ids, action, object and event time.
@@ -220,7 +265,7 @@ impl Source {
         headers: &dyn Headers,
         body: &[u8],
     ) -> Result<Delivery, PayloadError> {
-        let payload = body::parse(kind, body)?;
+        let payload = (self.provider.parse)(kind, body)?;
         let found = self.rules.locate(&payload, headers);
         for (what, value) in [
             ("event id", &found.event_id),
@@ -274,6 +319,15 @@ impl Source {
     /// (replaces any in `headers`); for Standard Webhooks, `webhook-id` is kept from
     /// `headers` when present, else generated and returned too.
     pub fn sign(&self, headers: &dyn Headers, body: &[u8], now_secs: i64) -> Vec<(String, String)> {
-        self.scheme.sign(headers, body, now_secs)
+        let Some(key) = self.keys.first() else {
+            return Vec::new();
+        };
+        (self.provider.sign)(&signature::ToSign {
+            headers,
+            body,
+            now_secs,
+            config: &self.config,
+            key,
+        })
     }
 }

@@ -13,7 +13,8 @@ fn config(preset: Preset, secret: Option<&str>) -> SourceConfig {
     SourceConfig {
         name: preset.as_str().to_string(),
         preset,
-        secret: secret.map(Secret::new),
+        secrets: secret.map(Secret::new).into_iter().collect(),
+        public_url: None,
         tolerance_secs: 300,
         signature_header: None,
         signature_encoding: SignatureEncoding::Hex,
@@ -59,7 +60,7 @@ fn stripe_defaults() {
         "data": {"object": {"id": "in_1NG8Dt2eZvKYlo2C", "object": "invoice", "amount_paid": 2000}},
         "request": {"id": null, "idempotency_key": null}
     });
-    let d = parse_json(&source(Preset::Stripe), &[], &body);
+    let d = parse_json(&source(Preset::named("stripe")), &[], &body);
     assert_eq!(d.event_id.as_deref(), Some("evt_1NG8Du2eZvKYlo2CUI79vXWy"));
     assert_eq!(d.action.as_deref(), Some("invoice.payment_succeeded"));
     assert_eq!(d.object_type.as_deref(), Some("invoice"));
@@ -81,7 +82,7 @@ fn github_defaults_compose_the_action_and_name_the_object() {
         ("X-GitHub-Event", "issues"),
         ("X-GitHub-Hook-ID", "292430182"),
     ];
-    let d = parse_json(&source(Preset::Github), &hs, &body);
+    let d = parse_json(&source(Preset::named("github")), &hs, &body);
     assert_eq!(
         d.event_id.as_deref(),
         Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
@@ -97,7 +98,7 @@ fn github_action_without_body_action_and_pointer_order() {
     // A push has no /action and no issue: the repository is the object.
     let push = json!({"ref": "refs/heads/main", "repository": {"id": 1_296_269}, "organization": {"id": 9}});
     let hs = [("X-GitHub-Delivery", "d-1"), ("X-GitHub-Event", "push")];
-    let d = parse_json(&source(Preset::Github), &hs, &push);
+    let d = parse_json(&source(Preset::named("github")), &hs, &push);
     assert_eq!(d.action.as_deref(), Some("push"));
     assert_eq!(
         (d.object_type.as_deref(), d.object_id.as_deref()),
@@ -106,7 +107,7 @@ fn github_action_without_body_action_and_pointer_order() {
     // A ping names only its hook: hook_id → type "hook".
     let ping = json!({"zen": "Design for failure.", "hook_id": 292_430_182, "hook": {"type": "Repository"}});
     let hs = [("X-GitHub-Delivery", "d-2"), ("X-GitHub-Event", "ping")];
-    let d = parse_json(&source(Preset::Github), &hs, &ping);
+    let d = parse_json(&source(Preset::named("github")), &hs, &ping);
     assert_eq!(d.action.as_deref(), Some("ping"));
     assert_eq!(
         (d.object_type.as_deref(), d.object_id.as_deref()),
@@ -115,7 +116,7 @@ fn github_action_without_body_action_and_pointer_order() {
     // A pull request comes before the issue and the repository.
     let pr = json!({"action": "closed", "pull_request": {"id": 5}, "issue": {"id": 6}, "repository": {"id": 7}});
     let hs = [("X-GitHub-Event", "pull_request")];
-    let d = parse_json(&source(Preset::Github), &hs, &pr);
+    let d = parse_json(&source(Preset::named("github")), &hs, &pr);
     assert_eq!(d.event_id, None);
     assert_eq!(d.action.as_deref(), Some("pull_request.closed"));
     assert_eq!(
@@ -123,10 +124,10 @@ fn github_action_without_body_action_and_pointer_order() {
         (Some("pull_request"), Some("5"))
     );
     // No event header: no action, even with a body action.
-    let d = parse_json(&source(Preset::Github), &[], &pr);
+    let d = parse_json(&source(Preset::named("github")), &[], &pr);
     assert_eq!(d.action, None);
     // Nothing present: no object at all.
-    let d = parse_json(&source(Preset::Github), &[], &json!({"zen": "x"}));
+    let d = parse_json(&source(Preset::named("github")), &[], &json!({"zen": "x"}));
     assert_eq!((d.object_type, d.object_id), (None, None));
 }
 
@@ -144,7 +145,7 @@ fn shopify_defaults() {
         ("X-Shopify-Event-Id", "98880550-7158-44d4-b7cd-2c97c8a091b5"),
         ("X-Shopify-Triggered-At", "2023-03-29T18:00:27.877041743Z"),
     ];
-    let d = parse_json(&source(Preset::Shopify), &hs, &body);
+    let d = parse_json(&source(Preset::named("shopify")), &hs, &body);
     assert_eq!(
         d.event_id.as_deref(),
         Some("98880550-7158-44d4-b7cd-2c97c8a091b5")
@@ -158,7 +159,7 @@ fn shopify_defaults() {
         .into_iter()
         .filter(|(k, _)| !matches!(*k, "X-Shopify-Event-Id" | "X-Shopify-Triggered-At"))
         .collect();
-    let d = parse_json(&source(Preset::Shopify), &without, &body);
+    let d = parse_json(&source(Preset::named("shopify")), &without, &body);
     assert_eq!(
         d.event_id.as_deref(),
         Some("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043")
@@ -168,7 +169,7 @@ fn shopify_defaults() {
 
 #[test]
 fn acuity_defaults_from_a_form_body() {
-    let acuity = source(Preset::Acuity);
+    let acuity = source(Preset::named("acuity"));
     let body = b"action=scheduled&id=12345&calendarID=1&appointmentTypeID=2";
     let d = acuity.parse(BodyKind::Form, &headers(&[]), body).unwrap();
     assert_eq!(d.event_id, None);
@@ -211,7 +212,7 @@ fn standard_defaults() {
         ("webhook-id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"),
         ("webhook-timestamp", "1667507170"),
     ];
-    let d = parse_json(&source(Preset::Standard), &hs, &body);
+    let d = parse_json(&source(Preset::named("standard")), &hs, &body);
     assert_eq!(
         d.event_id.as_deref(),
         Some("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W")
@@ -222,7 +223,7 @@ fn standard_defaults() {
     assert_eq!(d.event_time_ms, Some(1_667_507_170_344));
     // A type with no '.' is its own object type; a bad timestamp is absent.
     let body = json!({"type": "ping", "timestamp": "soon", "data": {"id": 7}});
-    let d = parse_json(&source(Preset::Standard), &hs, &body);
+    let d = parse_json(&source(Preset::named("standard")), &hs, &body);
     assert_eq!(d.object_type.as_deref(), Some("ping"));
     assert_eq!(d.object_id.as_deref(), Some("7"));
     assert_eq!(d.event_time_ms, None);
@@ -232,7 +233,7 @@ fn standard_defaults() {
 fn generic_finds_only_what_is_configured() {
     let body = json!({"id": "x", "type": "y", "meta": {"id": "m-1"}, "invoice": {"id": 99}, "at": 1_700_000_000});
     let d = parse_json(
-        &Source::new(config(Preset::Generic, None)),
+        &Source::new(config(Preset::named("generic"), None)),
         &[("X-Request-Id", "r-1")],
         &body,
     );
@@ -247,7 +248,7 @@ fn generic_finds_only_what_is_configured() {
         (None, None, None, None, None)
     );
 
-    let mut c = config(Preset::Generic, None);
+    let mut c = config(Preset::named("generic"), None);
     c.event_id = Some(Locator::Header("X-Request-Id".into()));
     c.action = Some(Locator::Field("type".into()));
     c.object_type = Some(Locator::Value("invoice".into()));
@@ -269,7 +270,7 @@ fn generic_finds_only_what_is_configured() {
 
 #[test]
 fn overrides_replace_the_preset_default_for_their_field_only() {
-    let mut c = config(Preset::Stripe, Some("s"));
+    let mut c = config(Preset::named("stripe"), Some("s"));
     c.event_id = Some(Locator::Pointer("/request/idempotency_key".into()));
     c.object_type = Some(Locator::Value("thing".into()));
     let body = json!({"id": "evt_1", "type": "a.b", "created": 5, "request": {"idempotency_key": "ik-1"},
@@ -282,7 +283,7 @@ fn overrides_replace_the_preset_default_for_their_field_only() {
     assert_eq!(d.event_time_ms, Some(5000));
 
     // Shopify's event id override drops both default headers.
-    let mut c = config(Preset::Shopify, Some("s"));
+    let mut c = config(Preset::named("shopify"), Some("s"));
     c.event_id = Some(Locator::Header("X-Custom".into()));
     let hs = [
         ("X-Shopify-Event-Id", "e"),
@@ -296,7 +297,7 @@ fn overrides_replace_the_preset_default_for_their_field_only() {
 #[test]
 fn empty_strings_and_non_scalars_are_absent() {
     let body = json!({"id": "", "type": true, "created": "never", "data": {"object": {"id": {"nested": 1}, "object": "x"}}});
-    let d = parse_json(&source(Preset::Stripe), &[], &body);
+    let d = parse_json(&source(Preset::named("stripe")), &[], &body);
     assert_eq!(
         (
             d.event_id,
@@ -308,7 +309,11 @@ fn empty_strings_and_non_scalars_are_absent() {
         (None, None, None, None, None)
     );
     let hs = [("X-GitHub-Delivery", ""), ("X-GitHub-Event", "")];
-    let d = parse_json(&source(Preset::Github), &hs, &json!({"action": "opened"}));
+    let d = parse_json(
+        &source(Preset::named("github")),
+        &hs,
+        &json!({"action": "opened"}),
+    );
     assert_eq!((d.event_id, d.action), (None, None));
 }
 
@@ -316,7 +321,7 @@ fn empty_strings_and_non_scalars_are_absent() {
 fn ids_and_actions_longer_than_256_bytes_are_payload_errors() {
     let ok = "e".repeat(MAX_ID_BYTES);
     let long = "e".repeat(MAX_ID_BYTES + 1);
-    let stripe = source(Preset::Stripe);
+    let stripe = source(Preset::named("stripe"));
     let parse = |body: serde_json::Value| {
         stripe.parse(BodyKind::Json, &headers(&[]), body.to_string().as_bytes())
     };
@@ -327,7 +332,7 @@ fn ids_and_actions_longer_than_256_bytes_are_payload_errors() {
     // GitHub's composed action counts as a whole: 250 + "." + 6 = 257.
     let event = "e".repeat(250);
     let hs = headers(&[("X-GitHub-Event", &event)]);
-    let github = source(Preset::Github);
+    let github = source(Preset::named("github"));
     let err = github
         .parse(BodyKind::Json, &hs, br#"{"action":"opened"}"#)
         .unwrap_err();
@@ -342,7 +347,7 @@ fn ids_and_actions_longer_than_256_bytes_are_payload_errors() {
 
 #[test]
 fn bad_bodies_are_payload_errors() {
-    let s = source(Preset::Stripe);
+    let s = source(Preset::named("stripe"));
     for body in [&b""[..], b"[1]", b"{", b"\xff\xfe"] {
         assert!(
             s.parse(BodyKind::Json, &headers(&[]), body).is_err(),
@@ -357,40 +362,43 @@ fn bad_bodies_are_payload_errors() {
 
 #[test]
 fn actions_table_is_the_sources_own_else_acuitys_default() {
-    assert_eq!(source(Preset::Acuity).actions().map(BTreeMap::len), Some(5));
+    assert_eq!(
+        source(Preset::named("acuity")).actions().map(BTreeMap::len),
+        Some(5)
+    );
     for preset in [
-        Preset::Stripe,
-        Preset::Github,
-        Preset::Shopify,
-        Preset::Standard,
-        Preset::Generic,
+        Preset::named("stripe"),
+        Preset::named("github"),
+        Preset::named("shopify"),
+        Preset::named("standard"),
+        Preset::named("generic"),
     ] {
         assert!(source(preset).actions().is_none(), "{preset:?}");
     }
     let own: BTreeMap<String, ActionRule> = [("changed".to_string(), ActionRule::Ignore)].into();
-    let mut c = config(Preset::Acuity, Some("k"));
+    let mut c = config(Preset::named("acuity"), Some("k"));
     c.actions = Some(own.clone());
     assert_eq!(Source::new(c).actions(), Some(&own));
-    let mut c = config(Preset::Generic, None);
+    let mut c = config(Preset::named("generic"), None);
     c.actions = Some(own.clone());
     assert_eq!(Source::new(c).actions(), Some(&own));
 }
 
 /// A source of each preset, signed by `sign` and checked by `verify`.
 fn every_signed_source() -> Vec<Source> {
-    let mut generic_b64 = config(Preset::Generic, Some("billing-secret"));
+    let mut generic_b64 = config(Preset::named("generic"), Some("billing-secret"));
     generic_b64.signature_header = Some("X-Signature".into());
     generic_b64.signature_encoding = SignatureEncoding::Base64;
     let mut generic_hex = generic_b64.clone();
     generic_hex.signature_encoding = SignatureEncoding::Hex;
     generic_hex.signature_prefix = Some("sha256=".into());
     vec![
-        source(Preset::Stripe),
-        source(Preset::Github),
-        source(Preset::Shopify),
-        source(Preset::Acuity),
+        source(Preset::named("stripe")),
+        source(Preset::named("github")),
+        source(Preset::named("shopify")),
+        source(Preset::named("acuity")),
         Source::new(config(
-            Preset::Standard,
+            Preset::named("standard"),
             Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         )),
         Source::new(generic_b64),
@@ -419,7 +427,7 @@ fn sign_then_verify_round_trips_for_every_preset() {
             "{}",
             s.name()
         );
-        let timed = matches!(s.config.preset, Preset::Stripe | Preset::Standard);
+        let timed = ["stripe", "standard"].contains(&s.config.preset.as_str());
         let late = s.verify(&sent, body, now + 301);
         let expected = if timed {
             Err(SignatureError::TimestampOutOfTolerance)
@@ -429,10 +437,10 @@ fn sign_then_verify_round_trips_for_every_preset() {
         assert_eq!(late, expected, "{}", s.name());
         // Another secret's signature does not pass.
         let mut other = s.config.clone();
-        other.secret = Some(Secret::new(match other.preset {
-            Preset::Standard => "whsec_aGVsbG8gd29ybGQ=",
+        other.secrets = vec![Secret::new(match other.preset.as_str() {
+            "standard" => "whsec_aGVsbG8gd29ybGQ=",
             _ => "another-secret",
-        }));
+        })];
         assert_eq!(
             Source::new(other).verify(&sent, body, now),
             Err(SignatureError::Invalid),
@@ -445,7 +453,7 @@ fn sign_then_verify_round_trips_for_every_preset() {
 #[test]
 fn standard_sign_keeps_a_given_webhook_id() {
     let s = Source::new(config(
-        Preset::Standard,
+        Preset::named("standard"),
         Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
     ));
     let given = headers(&[
@@ -464,7 +472,7 @@ fn standard_sign_keeps_a_given_webhook_id() {
 /// and is dropped by both.
 #[test]
 fn a_standard_webhook_id_is_signed_and_keyed_as_the_same_bytes() {
-    let source = Source::new(config(Preset::Standard, Some("whsec_dGVzdA==")));
+    let source = Source::new(config(Preset::named("standard"), Some("whsec_dGVzdA==")));
     let body = br#"{"type":"invoice.paid","data":{"id":"inv_1"}}"#;
     let now = 1_700_000_000;
     let signed = source.sign(&headers(&[("webhook-id", "msg_1")]), body, now);
@@ -500,7 +508,7 @@ fn a_standard_webhook_id_is_signed_and_keyed_as_the_same_bytes() {
 #[test]
 fn an_event_time_beyond_the_tolerance_after_arrival_is_the_arrival_time() {
     let arrival = 1_700_000_000_000;
-    let shopify = source(Preset::Shopify);
+    let shopify = source(Preset::named("shopify"));
     for (given, expect) in [
         (None, arrival),
         (Some(arrival), arrival),
@@ -513,7 +521,7 @@ fn an_event_time_beyond_the_tolerance_after_arrival_is_the_arrival_time() {
     ] {
         assert_eq!(shopify.event_time_ms(given, arrival), expect, "{given:?}");
     }
-    let mut relaxed = config(Preset::Generic, None);
+    let mut relaxed = config(Preset::named("generic"), None);
     relaxed.tolerance_secs = 3600;
     let relaxed = Source::new(relaxed);
     assert_eq!(
@@ -528,10 +536,10 @@ fn an_event_time_beyond_the_tolerance_after_arrival_is_the_arrival_time() {
 
 #[test]
 fn verify_off_passes_everything_and_signs_nothing() {
-    let s = Source::new(config(Preset::Generic, None));
+    let s = Source::new(config(Preset::named("generic"), None));
     assert_eq!(s.verify(&headers(&[]), b"anything", 0), Ok(()));
     assert!(s.sign(&headers(&[]), b"{}", 0).is_empty());
-    let s = Source::new(config(Preset::Stripe, None));
+    let s = Source::new(config(Preset::named("stripe"), None));
     assert_eq!(s.verify(&headers(&[]), b"{}", 0), Ok(()));
 }
 

@@ -6,8 +6,10 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
-use super::signature::*;
+use super::providers::github::SIGNATURE as GITHUB_SIGNATURE;
+use super::standard_webhooks_key;
 use super::SignatureError;
+use super::Source;
 use crate::config::Secret;
 use crate::config::{Preset, SignatureEncoding, SourceConfig};
 use SignatureError::*;
@@ -16,7 +18,8 @@ fn config(preset: Preset, secret: &str) -> SourceConfig {
     SourceConfig {
         name: "test".into(),
         preset,
-        secret: Some(Secret::new(secret)),
+        secrets: vec![Secret::new(secret)],
+        public_url: None,
         tolerance_secs: 300,
         signature_header: None,
         signature_encoding: SignatureEncoding::Hex,
@@ -34,12 +37,12 @@ fn config(preset: Preset, secret: &str) -> SourceConfig {
 }
 
 fn verify(
-    scheme: &Scheme,
+    source: &Source,
     headers: &[(&str, &str)],
     body: &str,
     now: i64,
 ) -> Result<(), SignatureError> {
-    scheme.verify(&headers.to_vec(), body.as_bytes(), now, 300)
+    source.verify(&headers.to_vec(), body.as_bytes(), now)
 }
 
 // ---- Stripe -------------------------------------------------------
@@ -53,8 +56,8 @@ const STRIPE_SIG: &str = "417353bb9b6abfb88d9fe516c5c3b964105258ffcad788da3ece8e
 const STRIPE_OLD_SIG: &str = "0751e57278bde0f938161dcae59572e91578042ee4acd901e3c4249c586afb43";
 const STRIPE_T: i64 = 1_700_000_000;
 
-fn stripe() -> Scheme {
-    Scheme::new(&config(Preset::Stripe, "whsec_test_secret"))
+fn stripe() -> Source {
+    Source::new(config(Preset::named("stripe"), "whsec_test_secret"))
 }
 
 fn stripe_verify(header: &str, now: i64) -> Result<(), SignatureError> {
@@ -126,8 +129,11 @@ fn stripe_timestamp_is_checked_after_the_signature_both_ways() {
 // (docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries).
 const GITHUB_SIG: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
-fn github() -> Scheme {
-    Scheme::new(&config(Preset::Github, "It's a Secret to Everybody"))
+fn github() -> Source {
+    Source::new(config(
+        Preset::named("github"),
+        "It's a Secret to Everybody",
+    ))
 }
 
 #[test]
@@ -188,7 +194,7 @@ const ACUITY_SIG: &str = "U/Uho7R3PnvDZLDzvtkLYWrjSrwW6vX7GYAeSGzhpVE=";
 
 #[test]
 fn shopify_accepts_its_vector_and_refuses_others() {
-    let shopify = Scheme::new(&config(Preset::Shopify, "shpss_test_secret"));
+    let shopify = Source::new(config(Preset::named("shopify"), "shpss_test_secret"));
     let ok = verify(
         &shopify,
         &[("X-Shopify-Hmac-SHA256", SHOPIFY_SIG)],
@@ -216,7 +222,7 @@ fn shopify_accepts_its_vector_and_refuses_others() {
 
 #[test]
 fn acuity_accepts_its_vector_and_refuses_others() {
-    let acuity = Scheme::new(&config(Preset::Acuity, "acuity-api-key"));
+    let acuity = Source::new(config(Preset::named("acuity"), "acuity-api-key"));
     let ok = verify(
         &acuity,
         &[("x-acuity-signature", ACUITY_SIG)],
@@ -250,8 +256,8 @@ const SW_BODY: &str = r#"{"test": 2432232314}"#;
 const SW_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 const SW_NOW: i64 = 1_614_265_330;
 
-fn standard() -> Scheme {
-    Scheme::new(&config(Preset::Standard, SW_SECRET))
+fn standard() -> Source {
+    Source::new(config(Preset::named("standard"), SW_SECRET))
 }
 
 fn sw_verify(signature: &str, now: i64) -> Result<(), SignatureError> {
@@ -371,7 +377,7 @@ fn standard_webhooks_sign_generates_an_id_when_none_is_given() {
     let sent = standard().sign(&Vec::<(String, String)>::new(), b"{}", SW_NOW);
     let id = &sent[0].1;
     assert!(id.starts_with("msg_") && id.len() == 4 + 32, "{id}");
-    assert_eq!(standard().verify(&sent, b"{}", SW_NOW, 300), Ok(()));
+    assert_eq!(standard().verify(&sent, b"{}", SW_NOW), Ok(()));
     let again = standard().sign(&Vec::<(String, String)>::new(), b"{}", SW_NOW);
     assert_ne!(again[0].1, *id);
 }
@@ -384,12 +390,12 @@ const GENERIC_BODY: &str = r#"{"invoice":{"id":"in_1"}}"#;
 const GENERIC_HEX: &str = "5e541b7e17bcb76fb9b3d55fcc078ce9a2f771b10c99ddf67f3d4374de1ec6f4";
 const GENERIC_B64: &str = "XlQbfhe8t2+5s9VfzAeM6aL3cbEMmd32fz1DdN4exvQ=";
 
-fn generic(encoding: SignatureEncoding, prefix: Option<&str>) -> Scheme {
-    let mut c = config(Preset::Generic, "billing-secret");
+fn generic(encoding: SignatureEncoding, prefix: Option<&str>) -> Source {
+    let mut c = config(Preset::named("generic"), "billing-secret");
     c.signature_header = Some("X-Signature".into());
     c.signature_encoding = encoding;
     c.signature_prefix = prefix.map(str::to_string);
-    Scheme::new(&c)
+    Source::new(c)
 }
 
 #[test]
@@ -441,9 +447,9 @@ fn generic_prefix_is_stripped_and_required() {
 
 #[test]
 fn verify_off_always_passes_and_signs_nothing() {
-    let mut c = config(Preset::Generic, "x");
-    c.secret = None;
-    let off = Scheme::new(&c);
+    let mut c = config(Preset::named("generic"), "x");
+    c.secrets = Vec::new();
+    let off = Source::new(c);
     assert_eq!(verify(&off, &[], "anything", 0), Ok(()));
     assert!(off
         .sign(&Vec::<(String, String)>::new(), b"{}", 0)

@@ -221,15 +221,15 @@ enum Fetched {
     HandedBack(Outcome),
 }
 
-/// The domain data of an event processed without a fetch: Stripe's
-/// `/data/object`, otherwise the whole payload.
+/// The domain data of an event processed without a fetch: where the preset
+/// says it is (Stripe's `/data/object`), otherwise the whole payload.
 fn payload_object(source: &Source, payload: &str) -> Result<String, String> {
-    if source.config.preset != Preset::Stripe {
+    let Some(pointer) = source.domain_object() else {
         return Ok(payload.to_string());
-    }
+    };
     let value: serde_json::Value =
         serde_json::from_str(payload).map_err(|_| "the stored payload is not JSON".to_string())?;
-    Ok(match value.pointer("/data/object") {
+    Ok(match value.pointer(pointer) {
         Some(object) => object.to_string(),
         None => payload.to_string(),
     })

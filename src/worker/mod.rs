@@ -32,7 +32,7 @@ use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{Config, FetchConfig, Preset};
+use crate::config::{Config, FetchConfig};
 use crate::metrics::{Metrics, ProcessResult};
 use crate::sources::Source;
 use crate::store::outbox::Outbox;

@@ -156,6 +156,30 @@ secret = "test-acuity"
 preset = "standard"
 secret = "whsec_dGVzdC1zdGFuZGFyZC13ZWJob29rcy1rZXk="
 
+[sources.slack]
+preset = "slack"
+secret = "test-slack"
+
+[sources.zoom]
+preset = "zoom"
+secret = "test-zoom"
+
+[sources.svix]
+preset = "svix"
+secret = "whsec_dGVzdC1zdml4"
+
+[sources.paddle]
+preset = "paddle"
+secret = "test-paddle"
+
+[sources.bitbucket]
+preset = "bitbucket"
+secret = "test-bitbucket"
+
+[sources.typeform]
+preset = "typeform"
+secret = "test-typeform"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

@@ -34,6 +34,7 @@ mod order_races;
 mod ordering;
 mod processes;
 mod processing;
+mod providers;
 mod relay_faults;
 mod relay_load;
 mod replay_cli;

@@ -367,10 +367,10 @@ async fn no_secret_reaches_the_debug_log_or_the_config_debug_output(backend: Bac
     for delivery in &deliveries {
         let source = Source::new(config.sources[delivery.source].clone());
         let mut wrong_config = config.sources[delivery.source].clone();
-        wrong_config.secret = Some(Secret::new(match delivery.source {
+        wrong_config.secrets = vec![Secret::new(match delivery.source {
             "standard" => format!("whsec_{}", BASE64.encode(b"not the key at all")),
             _ => random_secret("wrong"),
-        }));
+        })];
         let wrong = Source::new(wrong_config);
         let mut base: Vec<(String, String)> =
             vec![("Content-Type".into(), delivery.content_type.into())];
