@@ -20,13 +20,10 @@ use std::time::Duration;
 
 use actix_web::body::{BoxBody, EitherBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_lab::sse;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -67,18 +64,7 @@ pub async fn require_feed(
     request: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<EitherBody<BoxBody>>, actix_web::Error> {
-    let allowed = match request.app_data::<web::Data<AppState>>() {
-        Some(state) => authorize(state, request.request()),
-        None => Err(ApiError::Internal(anyhow::anyhow!(
-            "the feed routes are mounted without the application state"
-        ))),
-    };
-    match allowed {
-        Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
-        Err(refusal) => Ok(request
-            .into_response(refusal.error_response())
-            .map_into_right_body()),
-    }
+    super::bearer::guard(request, next, authorize, "feed").await
 }
 
 /// Compares the bearer token with the feed token (both hashed first, so
@@ -88,15 +74,7 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
     let Some(feed) = &state.config.feed else {
         return Err(ApiError::NotFound("no such resource".into()));
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::FeedUnauthorized)?;
-    let expected = Sha256::digest(feed.token.expose().as_bytes());
-    let given = Sha256::digest(presented.trim().as_bytes());
-    if bool::from(expected.ct_eq(&given)) {
+    if super::bearer::presents(request, &feed.token) {
         Ok(())
     } else {
         Err(ApiError::FeedUnauthorized)

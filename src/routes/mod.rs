@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_deliveries;
+pub mod bearer;
 pub mod feed;
 pub mod health;
 pub mod unread_body;
