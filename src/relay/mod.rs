@@ -10,6 +10,7 @@
 pub mod http;
 pub mod nats;
 mod runner;
+mod settler;
 
 pub use runner::{DeliveryOutcome, Relay};
 

@@ -19,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::HttpTransport;
 use super::nats::NatsTransport;
+use super::settler::Settler;
 use super::{Attempt, AttemptResult};
 use crate::clock::Clock;
 use crate::config::{Config, DestinationConfig, DestinationKind};
 use crate::metrics::{DeliveryResult, Metrics};
 use crate::store::deliveries::{ClaimedDelivery, Settlement};
+use crate::store::deliveries_settle::SettleRow;
 use crate::store::queue::QueueError;
 use crate::store::{Store, StoreError};
 use crate::worker::backoff::{cap_retry_after_ms, retry_at_ms, retry_delay_ms};
@@ -35,6 +37,11 @@ use crate::worker::rate::TokenBucket;
 const MAX_TOKEN_WAIT_MS: i64 = 5_000;
 /// Back-off of the background loop after a store error.
 const STORE_ERROR_BACKOFF_MS: (u64, u64) = (500, 30_000);
+/// With fewer than half its slots free, the loop waits this long for more
+/// attempts to finish before it claims, so that a busy relay claims in
+/// batches rather than once per finished attempt (each claim is a write,
+/// under SQLite's one write gate). Half free, it claims at once.
+const CLAIM_GATHER: Duration = Duration::from_millis(2);
 
 enum Transport {
     Http(HttpTransport),
@@ -77,6 +84,9 @@ pub struct Relay {
     /// Bumped when this process commits completions that wrote deliveries:
     /// an idle relay claims at once instead of at its next poll.
     wake: Option<watch::Receiver<u64>>,
+    /// In the background loop, outcomes are written in batches by one
+    /// settler; `run_once` and `drain` write each on its own.
+    settler: Option<Settler>,
 }
 
 impl Relay {
@@ -127,6 +137,7 @@ impl Relay {
                 max_pause_ms,
             ))),
             wake: None,
+            settler: None,
         }
     }
 
@@ -170,8 +181,13 @@ impl Relay {
     /// falls due (at most `poll_interval_ms`) or a slot frees up. On
     /// `shutdown` it stops claiming and lets the attempts in flight finish.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let name = self.destination.name.clone();
         let mut wake = self.wake.take();
+        let (settler, settler_task) = Settler::spawn(self.store.clone(), self.clock.clone());
+        self.settler = Some(settler);
         let concurrency = self.destination.concurrency.max(1);
+        let gather_below = (concurrency / 2).max(1);
+        let mut gathered = false;
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut store_backoff_ms = 0;
         tracing::info!(destination = %self.destination.name, kind = self.destination.kind.as_str(),
@@ -191,6 +207,15 @@ impl Relay {
                 }
                 continue;
             }
+            if free < gather_below && !gathered {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
+                    () = tokio::time::sleep(CLAIM_GATHER) => gathered = true,
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            gathered = false;
             let claimed = match self.claim(free).await {
                 Ok(Some(claimed)) => {
                     store_backoff_ms = 0;
@@ -248,7 +273,10 @@ impl Relay {
             }
         }
         while in_flight.join_next().await.is_some() {}
-        tracing::info!(destination = %self.destination.name, "relay stopped");
+        // Every attempt has its answer; the settler ends with the last handle.
+        drop(self);
+        let _ = settler_task.await;
+        tracing::info!(destination = %name, "relay stopped");
     }
 
     /// Claims up to `limit` deliveries due now; `None` while the
@@ -440,10 +468,18 @@ impl Relay {
             Settlement::Retry { .. } => DeliveryOutcome::Retry,
             Settlement::Dead { .. } => DeliveryOutcome::Dead,
         };
-        let result = self
-            .store
-            .settle_delivery(delivery, &settlement, self.clock.now_ms())
-            .await;
+        let result = match &self.settler {
+            Some(settler) => match settler.settle(SettleRow::new(delivery, settlement)).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(QueueError::LeaseLost(delivery.id)),
+                Err(e) => Err(QueueError::Store(e)),
+            },
+            None => {
+                self.store
+                    .settle_delivery(delivery, &settlement, self.clock.now_ms())
+                    .await
+            }
+        };
         match result {
             Ok(()) => {
                 tracing::debug!(destination = %self.destination.name,

@@ -22,6 +22,7 @@ mod batch;
 pub mod complete;
 pub mod deliveries;
 pub mod deliveries_admin;
+pub mod deliveries_settle;
 pub mod domain;
 pub mod duplicates;
 pub mod feed;
@@ -295,6 +296,12 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
+/// No JIT compilation on hookledger's connections: every query is a short
+/// indexed one, and a plan whose estimate crosses `jit_above_cost` (a
+/// claim's over a large backlog does) spent 112 ms compiling a query that
+/// runs in 5 ms (measured on PostgreSQL 15).
+const NO_JIT: (&str, &str) = ("jit", "off");
+
 impl Store {
     /// Connects without touching the schema.
     pub async fn connect(database_url: &str) -> Result<Store, StoreError> {
@@ -312,13 +319,13 @@ impl Store {
                 .connect_lazy_with(
                     options
                         .clone()
-                        .options([("plan_cache_mode", "force_custom_plan")]),
+                        .options([("plan_cache_mode", "force_custom_plan"), NO_JIT]),
                 );
             let ledger = PgPoolOptions::new()
                 .max_connections(MAX_BATCH_WRITERS as u32)
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
-                .connect_lazy_with(options.options([("plan_cache_mode", "force_generic_plan")]));
+                .connect_lazy_with(options.options([("plan_cache_mode", "force_generic_plan"), NO_JIT]));
             Ok(Store::Postgres(PgStore {
                 pool,
                 ledger,

@@ -14,6 +14,7 @@ mod config_checks;
 mod config_destinations;
 mod deliveries_admin;
 mod delivery_processes;
+mod delivery_settle;
 mod destinations;
 mod destinations_admin;
 mod faults;
