@@ -23,6 +23,7 @@ pub mod complete;
 pub mod deliveries;
 pub mod deliveries_admin;
 pub mod domain;
+pub mod domain_data;
 pub mod duplicates;
 pub mod feed;
 pub mod lease;

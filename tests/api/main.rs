@@ -16,6 +16,7 @@ mod deliveries_admin;
 mod delivery_processes;
 mod destinations;
 mod destinations_admin;
+mod domain_data;
 mod faults;
 mod feed;
 mod feed_processes;
