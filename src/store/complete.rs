@@ -18,11 +18,13 @@
 //! CONFLICT DO UPDATE` that touches one row twice), which is what the "newer
 //! wins" rule would have kept.
 
+use std::borrow::Cow;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, SqliteConnection};
 
+use super::domain_data::storable;
 use super::feed;
 use super::outbox::{self, Outbox};
 use super::queue::{ClaimedEvent, DomainWrite};
@@ -36,7 +38,8 @@ struct Upsert<'a> {
     source: &'a str,
     object_type: &'a str,
     object_id: &'a str,
-    data: &'a str,
+    /// The write's data as the row can hold it (`domain_data`).
+    data: Cow<'a, str>,
     event_id: i64,
     event_time: i64,
 }
@@ -110,7 +113,7 @@ fn upserts<'a>(batch: &[Completion<'a>], done: &[Option<i64>]) -> Vec<Upsert<'a>
             source: &event.source,
             object_type,
             object_id,
-            data: &write.data,
+            data: storable(&write.data),
             event_id: event.id,
             event_time: event.event_time,
         };
@@ -163,7 +166,7 @@ RETURNING events.id, events.completions::bigint";
 const POSTGRES_UPSERT_DOMAIN: &str = "\
 INSERT INTO domain_objects (source, object_type, object_id, data, last_event_id, \
     event_time, updated_at) \
-SELECT u.source, u.object_type, u.object_id, u.data, u.event_id, u.event_time, $1 \
+SELECT u.source, u.object_type, u.object_id, u.data::jsonb, u.event_id, u.event_time, $1 \
 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[]) \
     WITH ORDINALITY AS u(source, object_type, object_id, data, event_id, event_time, ord) \
 ORDER BY u.ord \
@@ -247,7 +250,12 @@ async fn complete_postgres(
             .bind(writes.iter().map(|w| w.source).collect::<Vec<&str>>())
             .bind(writes.iter().map(|w| w.object_type).collect::<Vec<&str>>())
             .bind(writes.iter().map(|w| w.object_id).collect::<Vec<&str>>())
-            .bind(writes.iter().map(|w| w.data).collect::<Vec<&str>>())
+            .bind(
+                writes
+                    .iter()
+                    .map(|w| w.data.as_ref())
+                    .collect::<Vec<&str>>(),
+            )
             .bind(writes.iter().map(|w| w.event_id).collect::<Vec<i64>>())
             .bind(writes.iter().map(|w| w.event_time).collect::<Vec<i64>>())
             .execute(&mut *conn)

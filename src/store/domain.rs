@@ -1,6 +1,8 @@
 //! Reading the domain rows that processing writes (`domain_objects`). The
 //! write itself happens in [`Store::complete`](super::Store::complete), in
-//! the same transaction that marks the event done.
+//! the same transaction that marks the event done. `data` is `jsonb` on
+//! PostgreSQL and read back as its text, which PostgreSQL normalises (key
+//! order, whitespace): compare it as JSON, not as a string.
 
 use sqlx::FromRow;
 
@@ -11,7 +13,8 @@ pub struct DomainObject {
     pub source: String,
     pub object_type: String,
     pub object_id: String,
-    /// JSON text.
+    /// JSON text: on SQLite as written, on PostgreSQL as `jsonb` prints
+    /// it (the same value). What it holds: `domain_data`.
     pub data: String,
     /// The ledger id of the event that wrote it.
     pub last_event_id: i64,
@@ -28,7 +31,8 @@ impl Store {
     ) -> Result<Option<DomainObject>, StoreError> {
         Ok(with_pool!(self, pool => {
             sqlx::query_as(
-                "SELECT source, object_type, object_id, data, last_event_id, event_time, updated_at \
+                "SELECT source, object_type, object_id, CAST(data AS TEXT) AS data, last_event_id, \
+                 event_time, updated_at \
                  FROM domain_objects WHERE source = $1 AND object_type = $2 AND object_id = $3",
             )
             .bind(source)

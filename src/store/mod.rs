@@ -24,6 +24,7 @@ pub mod deliveries;
 pub mod deliveries_admin;
 pub mod deliveries_settle;
 pub mod domain;
+pub mod domain_data;
 pub mod duplicates;
 pub mod feed;
 pub mod lease;

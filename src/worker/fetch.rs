@@ -6,7 +6,8 @@
 //! fragment or change the host; a value that would make a `.` or `..` path
 //! segment (which URL parsers resolve away) is refused, and so is an absent
 //! or empty one — all permanent failures. The answer is read in chunks up to
-//! [`MAX_ANSWER_BYTES`] and must be JSON. Failures are sorted into
+//! [`MAX_ANSWER_BYTES`] and must be JSON, nested at most
+//! [`domain_data::MAX_DEPTH`] levels. Failures are sorted into
 //! [`FetchError::Transient`] (retry later) and [`FetchError::Permanent`]
 //! (the event is dead); their messages name the URL without its query (which
 //! may carry credentials) and never a header. No database transaction is
@@ -22,6 +23,7 @@ use url::Url;
 use super::backoff::parse_retry_after;
 use crate::clock::Clock;
 use crate::config::{FetchAuth, FetchConfig};
+use crate::store::domain_data;
 
 /// The largest upstream answer read; a larger one makes the event dead.
 pub const MAX_ANSWER_BYTES: usize = 10 * 1024 * 1024;
@@ -271,7 +273,8 @@ async fn get(
     json_text(body)
 }
 
-/// The answer as JSON text, unchanged (a UTF-8 byte-order mark aside).
+/// The answer as JSON text, unchanged (a UTF-8 byte-order mark aside); one
+/// too deep for the domain row (`domain_data`) is a permanent failure.
 fn json_text(mut body: Vec<u8>) -> Result<String, FetchError> {
     if body.starts_with(b"\xEF\xBB\xBF") {
         body.drain(..3);
@@ -279,6 +282,12 @@ fn json_text(mut body: Vec<u8>) -> Result<String, FetchError> {
     let not_json = || FetchError::transient("upstream answer is not JSON".to_string());
     let text = String::from_utf8(body).map_err(|_| not_json())?;
     serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|_| not_json())?;
+    if domain_data::too_deep(&text) {
+        return Err(FetchError::permanent(format!(
+            "upstream answer nests deeper than {} levels",
+            domain_data::MAX_DEPTH
+        )));
+    }
     Ok(text)
 }
 
@@ -572,6 +581,11 @@ mod tests {
                 Err(FetchError::Transient { .. })
             ));
         }
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        assert!(matches!(
+            json_text(deep.into_bytes()),
+            Err(FetchError::Permanent { .. })
+        ));
     }
 
     #[test]

@@ -76,12 +76,12 @@ fn write(data: &str) -> DomainWrite {
     }
 }
 
-async fn data_of(store: &Store, object: &str) -> Option<(String, i64)> {
+async fn data_of(store: &Store, object: &str) -> Option<(Value, i64)> {
     store
         .domain_object("s", "thing", object)
         .await
         .unwrap()
-        .map(|o| (o.data, o.last_event_id))
+        .map(|o| (serde_json::from_str(&o.data).unwrap(), o.last_event_id))
 }
 
 /// Issue 11, item 4, at the store: a worker that lost its lease and the new
@@ -119,7 +119,7 @@ async fn a_stale_and_a_current_completion_of_one_event_in_one_batch_complete_onl
     for (id, object) in [(e, "oe"), (f, "of"), (g, "og")] {
         assert_eq!(
             data_of(&store, object).await,
-            Some((r#"{"by":"fresh"}"#.to_string(), id)),
+            Some((json!({"by": "fresh"}), id)),
             "the current holder's write is the row of {object}"
         );
         assert_eq!(
@@ -196,8 +196,11 @@ async fn a_lost_lease_completed_in_the_same_batch_as_the_new_holder_is_not_count
         .unwrap()
         .unwrap();
     assert_eq!(
-        (row.data.as_str(), row.last_event_id),
-        (r#"{"by":"holder"}"#, id)
+        (
+            serde_json::from_str::<Value>(&row.data).unwrap(),
+            row.last_event_id
+        ),
+        (json!({"by": "holder"}), id)
     );
 }
 

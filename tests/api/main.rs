@@ -17,6 +17,7 @@ mod delivery_processes;
 mod delivery_settle;
 mod destinations;
 mod destinations_admin;
+mod domain_data;
 mod faults;
 mod feed;
 mod feed_processes;

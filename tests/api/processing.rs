@@ -132,8 +132,9 @@ async fn a_failed_fetch_is_retried_after_its_backoff_and_the_fetched_document_be
         .unwrap()
         .unwrap();
     assert_eq!(
-        row.data, document,
-        "the fetched document is stored as returned"
+        serde_json::from_str::<Value>(&row.data).unwrap(),
+        serde_json::from_str::<Value>(document).unwrap(),
+        "the fetched document is stored as returned (PostgreSQL's jsonb prints it its own way)"
     );
     assert_eq!(row.last_event_id, id);
     assert_eq!(requests_to(&app, "/v1/events/evt_r1").await, 3);
@@ -399,7 +400,13 @@ async fn ids_are_percent_encoded_in_the_fetched_path(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.data, document);
+    assert_eq!(
+        serde_json::from_str::<Value>(&row.data).unwrap(),
+        serde_json::from_str::<Value>(document).unwrap()
+    );
+    if backend == Backend::Sqlite {
+        assert_eq!(row.data, document, "SQLite keeps the text byte for byte");
+    }
 }
 
 async fn a_fetch_url_needing_an_absent_value_makes_the_event_dead(backend: Backend) {

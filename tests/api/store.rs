@@ -6,6 +6,7 @@
 use hookledger::dedup::Strategy;
 use hookledger::store::queue::{ClaimedEvent, DomainWrite};
 use hookledger::store::{NewEvent, RecordOutcome, Store};
+use serde_json::{json, Value};
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -305,8 +306,14 @@ async fn a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win(back
         store.complete_batch(&refs, 300).await.unwrap(),
         vec![false, true, true, true, true]
     );
-    let data =
-        |o: Option<hookledger::store::domain::DomainObject>| o.map(|o| (o.data, o.last_event_id));
+    let data = |o: Option<hookledger::store::domain::DomainObject>| {
+        o.map(|o| {
+            (
+                serde_json::from_str::<Value>(&o.data).unwrap(),
+                o.last_event_id,
+            )
+        })
+    };
     assert_eq!(
         data(store.domain_object("s", "thing", "l").await.unwrap()),
         None,
@@ -319,7 +326,7 @@ async fn a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win(back
     );
     assert_eq!(
         data(store.domain_object("s", "thing", "x").await.unwrap()),
-        Some((r#"{"v":"x-500"}"#.to_string(), x))
+        Some((json!({"v": "x-500"}), x))
     );
     assert_eq!(
         data(store.domain_object("s", "thing", "y").await.unwrap()),
@@ -349,8 +356,12 @@ async fn a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win(back
         .unwrap()
         .unwrap();
     assert_eq!(
-        (n.data.as_str(), n.last_event_id, n.event_time),
-        (r#"{"v":"n-1000"}"#, n_new, 1_000)
+        (
+            serde_json::from_str::<Value>(&n.data).unwrap(),
+            n.last_event_id,
+            n.event_time
+        ),
+        (json!({"v": "n-1000"}), n_new, 1_000)
     );
     assert_eq!(
         store.event_status(n_old).await.unwrap().as_deref(),
@@ -368,7 +379,7 @@ async fn a_completion_batch_is_lease_guarded_per_event_and_newer_writes_win(back
     );
     assert_eq!(
         data(store.domain_object("s", "thing", "l").await.unwrap()),
-        Some((r#"{"v":"l"}"#.to_string(), lost))
+        Some((json!({"v": "l"}), lost))
     );
     assert_eq!(store.domain_object_count().await.unwrap(), 3);
     assert_eq!(
