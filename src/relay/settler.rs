@@ -33,7 +33,10 @@ pub(super) struct Settler {
 
 impl Settler {
     /// Starts the task; it runs until every clone of the handle is dropped.
-    pub(super) fn spawn(store: Store, clock: Arc<dyn Clock>) -> (Settler, tokio::task::JoinHandle<()>) {
+    pub(super) fn spawn(
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> (Settler, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(store, clock, queue));
         (Settler { jobs }, task)
@@ -43,9 +46,7 @@ impl Settler {
     pub(super) async fn settle(&self, row: SettleRow) -> Result<bool, StoreError> {
         let stopped = || StoreError::BatchFailed("the relay's settler stopped".into());
         let (answer, answered) = oneshot::channel();
-        self.jobs
-            .send(Job { row, answer })
-            .map_err(|_| stopped())?;
+        self.jobs.send(Job { row, answer }).map_err(|_| stopped())?;
         answered
             .await
             .map_err(|_| stopped())?

@@ -73,7 +73,6 @@ impl DeliveryRow {
 pub const DELIVERY_COLUMNS: &str = "id, event_id, destination, replay, status, attempts, \
 last_error, last_status, created_at, delivered_at, next_attempt_at";
 
-
 fn held(delivery: &ClaimedDelivery, rows_affected: u64) -> Result<(), QueueError> {
     if rows_affected == 1 {
         Ok(())

@@ -326,7 +326,9 @@ impl Store {
                 .max_connections(MAX_BATCH_WRITERS as u32)
                 .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
-                .connect_lazy_with(options.options([("plan_cache_mode", "force_generic_plan"), NO_JIT]));
+                .connect_lazy_with(
+                    options.options([("plan_cache_mode", "force_generic_plan"), NO_JIT]),
+                );
             Ok(Store::Postgres(PgStore {
                 pool,
                 ledger,

@@ -29,8 +29,16 @@ async fn a_batch_settles_the_rows_it_holds_and_leaves_the_ones_it_lost(backend: 
     let (app, ids) = five_deliveries(backend).await;
     let now = app.clock.now_ms();
     // Four with a 30 s lease, the fifth with 1 s.
-    let held = app.store.claim_deliveries("app", now, 30_000, 4).await.unwrap();
-    let short = app.store.claim_deliveries("app", now, 1_000, 4).await.unwrap();
+    let held = app
+        .store
+        .claim_deliveries("app", now, 30_000, 4)
+        .await
+        .unwrap();
+    let short = app
+        .store
+        .claim_deliveries("app", now, 1_000, 4)
+        .await
+        .unwrap();
     assert_eq!((held.len(), short.len()), (4, 1));
     app.clock.advance_ms(2_000);
     let at = app.clock.now_ms();
@@ -64,24 +72,41 @@ async fn a_batch_settles_the_rows_it_holds_and_leaves_the_ones_it_lost(backend: 
     let row = |i: usize| delivery_to(&app, ids[i], "app");
     let delivered = row(0).await;
     assert_eq!(
-        (delivered.status.as_str(), delivered.delivered_at, delivered.last_status),
+        (
+            delivered.status.as_str(),
+            delivered.delivered_at,
+            delivered.last_status
+        ),
         ("delivered", Some(at), Some(204))
     );
     assert_eq!((delivered.attempts, delivered.last_error), (1, None));
     let failed = row(1).await;
     assert_eq!(
-        (failed.status.as_str(), failed.next_attempt_at, failed.last_status),
+        (
+            failed.status.as_str(),
+            failed.next_attempt_at,
+            failed.last_status
+        ),
         ("failed", at + 60_000, Some(503))
     );
-    assert_eq!(failed.last_error.as_deref(), Some("503 Service Unavailable"));
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("503 Service Unavailable")
+    );
     assert_eq!(failed.delivered_at, None);
     let dead = row(2).await;
-    assert_eq!((dead.status.as_str(), dead.last_status), ("dead", Some(422)));
+    assert_eq!(
+        (dead.status.as_str(), dead.last_status),
+        ("dead", Some(422))
+    );
     // The forged and the expired rows are untouched: still leased (the
     // forged one by its real claim, which can still settle it).
     for i in [3, 4] {
         let r = row(i).await;
-        assert_eq!((r.status.as_str(), r.last_status, r.delivered_at), ("delivering", None, None));
+        assert_eq!(
+            (r.status.as_str(), r.last_status, r.delivered_at),
+            ("delivering", None, None)
+        );
     }
     app.store
         .settle_delivery(&held[3], &Settlement::Delivered { status: Some(200) }, at)
@@ -89,7 +114,11 @@ async fn a_batch_settles_the_rows_it_holds_and_leaves_the_ones_it_lost(backend: 
         .expect("the real claim still holds its lease");
     assert_eq!(row(3).await.status, "delivered");
     // The expired one is due again: a new claim takes it, a second attempt.
-    let again = app.store.claim_deliveries("app", at, 30_000, 10).await.unwrap();
+    let again = app
+        .store
+        .claim_deliveries("app", at, 30_000, 10)
+        .await
+        .unwrap();
     let again: Vec<(i64, i32)> = again.iter().map(|d| (d.event_id, d.attempts)).collect();
     assert_eq!(again, [(ids[4], 2)]);
 }
@@ -97,7 +126,11 @@ async fn a_batch_settles_the_rows_it_holds_and_leaves_the_ones_it_lost(backend: 
 async fn a_released_delivery_is_due_again_with_its_attempt_not_counted(backend: Backend) {
     let (app, ids) = five_deliveries(backend).await;
     let now = app.clock.now_ms();
-    let first = app.store.claim_deliveries("app", now, 30_000, 2).await.unwrap();
+    let first = app
+        .store
+        .claim_deliveries("app", now, 30_000, 2)
+        .await
+        .unwrap();
     // The first attempt failed with a 503 …
     let retry = Settlement::Retry {
         at_ms: now,
@@ -118,8 +151,15 @@ async fn a_released_delivery_is_due_again_with_its_attempt_not_counted(backend: 
     assert_eq!(settled, [true, true]);
     // … the second is handed back unattempted (a rate-limit wait), next
     // to one that is delivered in the same batch.
-    let second = app.store.claim_deliveries("app", now, 30_000, 2).await.unwrap();
-    assert_eq!(second.iter().map(|d| d.attempts).collect::<Vec<_>>(), [2, 2]);
+    let second = app
+        .store
+        .claim_deliveries("app", now, 30_000, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|d| d.attempts).collect::<Vec<_>>(),
+        [2, 2]
+    );
     let rows = [
         SettleRow::new(
             &second[0],
@@ -130,15 +170,25 @@ async fn a_released_delivery_is_due_again_with_its_attempt_not_counted(backend: 
         ),
         SettleRow::new(&second[1], Settlement::Delivered { status: None }),
     ];
-    assert_eq!(app.store.settle_deliveries(&rows, now).await.unwrap(), [true, true]);
+    assert_eq!(
+        app.store.settle_deliveries(&rows, now).await.unwrap(),
+        [true, true]
+    );
     let released = delivery_to(&app, ids[0], "app").await;
     assert_eq!(
-        (released.status.as_str(), released.attempts, released.next_attempt_at),
+        (
+            released.status.as_str(),
+            released.attempts,
+            released.next_attempt_at
+        ),
         ("pending", 1, now + 5_000)
     );
     // The released attempt keeps the status the last real attempt got.
     assert_eq!(released.last_status, Some(503));
     let delivered = delivery_to(&app, ids[1], "app").await;
-    assert_eq!((delivered.status.as_str(), delivered.attempts), ("delivered", 2));
+    assert_eq!(
+        (delivered.status.as_str(), delivered.attempts),
+        ("delivered", 2)
+    );
     assert_eq!(delivered.last_status, None);
 }
