@@ -59,7 +59,30 @@ async fn run(store: Store, clock: Arc<dyn Clock>, mut queue: mpsc::UnboundedRece
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs = std::mem::take(&mut batch);
         let rows: Vec<SettleRow> = jobs.iter().map(|j| j.row.clone()).collect();
-        match store.settle_deliveries(&rows, clock.now_ms()).await {
+        let result = store.settle_deliveries(&rows, clock.now_ms()).await;
+        if result.is_err() && rows.len() > 1 {
+            // One row the database refuses must not cost the others their
+            // outcome: write them one at a time, and fail only that one.
+            tracing::warn!(
+                outcomes = rows.len(),
+                "a batch of delivery outcomes failed; recording them one at a time"
+            );
+            for (job, row) in jobs.into_iter().zip(rows) {
+                let one = store
+                    .settle_deliveries(std::slice::from_ref(&row), clock.now_ms())
+                    .await;
+                let _ = job.answer.send(match one {
+                    Ok(held) => Ok(held.first().copied().unwrap_or(false)),
+                    Err(e) => {
+                        tracing::error!(error = %e, delivery = row.id,
+                            "could not record a delivery attempt; it is sent again when its lease expires");
+                        Err(e.to_string())
+                    }
+                });
+            }
+            continue;
+        }
+        match result {
             Ok(held) => {
                 for (job, held) in jobs.into_iter().zip(held) {
                     let _ = job.answer.send(Ok(held));

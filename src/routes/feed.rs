@@ -44,8 +44,12 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 const WOKEN_RECHECK: Duration = Duration::from_millis(5);
 /// A comment on an idle stream at least this often (SPEC: every 15 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
-/// Items a stream reads per query, and holds ready for a slow client.
+/// Items a stream reads per query (a page: at most `MAX_PAGE_BYTES` too).
 const STREAM_PAGE: i64 = 100;
+/// Events queued for a stream's response beyond what its client has read:
+/// few, so that a client that stops reading holds at most this many
+/// envelopes and one page (itself at most `MAX_PAGE_BYTES`) of memory.
+const STREAM_QUEUE: usize = 4;
 /// After a failed read a stream tries again this much later.
 const STREAM_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Action globs a query may give.
@@ -292,7 +296,7 @@ pub async fn stream(
     };
     let filter = parse_filter(query.source.as_deref(), query.actions.as_deref())?;
     let first = read_page(&state, start, STREAM_PAGE, &filter).await?;
-    let (tx, rx) = mpsc::channel(STREAM_PAGE as usize);
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let streamer = Streamer {
         store: state.store.clone(),
         signal: wake.signal.clone(),
@@ -371,13 +375,27 @@ impl Streamer {
         for row in page.rows {
             let mut data = sse::Data::new(row.body.clone()).id(row.position().cursor());
             if let Some(action) = row.action {
-                data.set_event(action);
+                data.set_event(event_name(action));
             }
             if self.tx.send(data.into()).await.is_err() {
                 return false;
             }
         }
         !self.tx.is_closed()
+    }
+}
+
+/// An action as an SSE `event` field. The action is webhook data, and SSE
+/// ends a field at CR or LF: left as they are, an action such as
+/// `"x\nid: <cursor>\ndata: {…}"` would write its own `id` and `data`
+/// lines — a forged event, and a forged `Last-Event-ID` that a browser
+/// resumes from. Each CR and LF becomes U+FFFD; the envelope's `type` keeps
+/// the action exactly.
+fn event_name(action: String) -> String {
+    if action.contains(['\r', '\n']) {
+        action.replace(['\r', '\n'], "\u{fffd}")
+    } else {
+        action
     }
 }
 
@@ -393,6 +411,18 @@ impl Drop for StreamOpen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_action_cannot_end_its_event_field() {
+        assert_eq!(event_name("invoice.paid".into()), "invoice.paid");
+        let forged = "x\nid: ZmVlZDo5OTk5\r\ndata: {}\rretry: 1".to_string();
+        let name = event_name(forged);
+        assert!(!name.contains(['\r', '\n']), "{name:?}");
+        assert_eq!(
+            name,
+            "x\u{fffd}id: ZmVlZDo5OTk5\u{fffd}\u{fffd}data: {}\u{fffd}retry: 1"
+        );
+    }
 
     #[test]
     fn wait_takes_zero_to_sixty_plain_digits() {

@@ -52,7 +52,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
                 .service(
                     web::resource("/deliveries/retry")
                         .app_data(admin_deliveries::retry_body_config())
-                        .route(web::post().to(admin_deliveries::retry_many)),
+                        .route(web::post().to(admin_deliveries::retry_many))
+                        // A resource answers other methods with a bare 405;
+                        // like every other path, the error envelope.
+                        .default_service(web::to(post_only)),
                 )
                 .route(
                     "/deliveries/{id}/retry",

@@ -66,7 +66,12 @@ impl SettleRow {
     /// The row's new status, next due time, `last_error` and `last_status`.
     /// `pending` is only ever a release, which the statement tells apart
     /// by it (a released attempt is not counted, and keeps the last status).
-    fn columns(&self, now_ms: i64) -> (&'static str, i64, Option<&str>, Option<i32>) {
+    fn columns(&self, now_ms: i64) -> (&'static str, i64, Option<String>, Option<i32>) {
+        let (status, next_at, error, code) = self.raw_columns(now_ms);
+        (status, next_at, error.map(storable_text), code)
+    }
+
+    fn raw_columns(&self, now_ms: i64) -> (&'static str, i64, Option<&str>, Option<i32>) {
         let code = |s: &Option<u16>| s.map(i32::from);
         match &self.settlement {
             Settlement::Delivered { status } => ("delivered", now_ms, None, code(status)),
@@ -79,6 +84,15 @@ impl SettleRow {
             Settlement::Release { reason, at_ms } => ("pending", *at_ms, Some(reason), None),
         }
     }
+}
+
+/// `last_error` as every backend can store it: an excerpt of a receiver's
+/// answer may hold NUL, which PostgreSQL's text refuses — the whole settle
+/// would fail, and the delivery be sent again at every lease expiry, past
+/// its attempts, holding up its object for good. Each NUL becomes U+FFFD,
+/// on both backends alike.
+pub fn storable_text(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
 }
 
 /// `$1` is now; `b` the batch's rows.
@@ -151,7 +165,7 @@ impl Store {
                     cols.tokens.push(r.lease_token);
                     cols.statuses.push(status);
                     cols.next_at.push(next_at);
-                    cols.errors.push(error.map(str::to_owned));
+                    cols.errors.push(error);
                     cols.codes.push(code);
                 }
                 let sql = format!(
@@ -191,4 +205,18 @@ struct PgColumns {
     next_at: Vec<i64>,
     errors: Vec<Option<String>>,
     codes: Vec<Option<i32>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_in_an_error_becomes_a_replacement_character() {
+        assert_eq!(
+            storable_text("HTTP 422: x\0y\0"),
+            "HTTP 422: x\u{fffd}y\u{fffd}"
+        );
+        assert_eq!(storable_text("HTTP 503: fine"), "HTTP 503: fine");
+    }
 }

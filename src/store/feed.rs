@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, SqliteConnection};
 
+use super::feed_budget::{fitting, sizes_of};
 use super::queue::ClaimedEvent;
 use super::{with_pool, Store, StoreError};
 
@@ -314,6 +315,15 @@ impl Store {
                     .actions
                     .as_ref()
                     .map(|g| Value::from(g.clone()).to_string());
+                let sizes: Vec<(i64,)> = sqlx::query_as(&sizes_of(SQLITE_PAGE))
+                    .bind(from.id)
+                    .bind(horizon)
+                    .bind(filter.source.as_deref())
+                    .bind(globs.as_deref())
+                    .bind(limit)
+                    .fetch_all(&sqlite.pool)
+                    .await?;
+                let limit = fitting(&sizes);
                 sqlx::query_as(SQLITE_PAGE)
                     .bind(from.id)
                     .bind(horizon)
@@ -328,6 +338,16 @@ impl Store {
                     .actions
                     .as_ref()
                     .map(|g| g.iter().map(|g| like_pattern(g)).collect::<Vec<_>>());
+                let sizes: Vec<(i64,)> = sqlx::query_as(&sizes_of(POSTGRES_PAGE))
+                    .bind(from.xid)
+                    .bind(from.id)
+                    .bind(horizon)
+                    .bind(filter.source.as_deref())
+                    .bind(patterns.clone())
+                    .bind(limit)
+                    .fetch_all(&pg.pool)
+                    .await?;
+                let limit = fitting(&sizes);
                 sqlx::query_as(POSTGRES_PAGE)
                     .bind(from.xid)
                     .bind(from.id)

@@ -27,6 +27,7 @@ pub mod domain;
 pub mod domain_data;
 pub mod duplicates;
 pub mod feed;
+pub mod feed_budget;
 pub mod lease;
 pub mod ledger;
 pub mod outbox;

@@ -236,6 +236,30 @@ async fn delivery_filters_narrow_the_list_and_items_have_the_spec_fields(backend
 
 async fn bad_queries_bodies_and_unknown_names_answer_with_the_error_envelope(backend: Backend) {
     let (app, _receiver) = app_with_receiver(backend).await;
+    // Found by a breaker session: the bulk retry's other methods answered
+    // a bare 405 without the envelope.
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = app
+            .client
+            .request(
+                method.clone(),
+                format!("{}/admin/deliveries/retry", app.address),
+            )
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let answer = read(response).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (405, "method_not_allowed"),
+            "{method}"
+        );
+    }
     let events_cursor = {
         for n in 0..2 {
             deliver_invoice(&app, "paid", &format!("evt_{n}"), &format!("in_{n}")).await;

@@ -8,12 +8,14 @@
 use hookledger::store::deliveries::{ClaimedDelivery, Settlement};
 use hookledger::store::deliveries_settle::SettleRow;
 
+use crate::bad_receiver::{Act, BadReceiver};
 use crate::helpers::*;
 use crate::relay_faults::{app_delivering_to, delivery_to, processed_invoices};
 
 crate::backend_tests!(
     a_batch_settles_the_rows_it_holds_and_leaves_the_ones_it_lost,
     a_released_delivery_is_due_again_with_its_attempt_not_counted,
+    an_answer_with_nul_bytes_is_recorded_and_its_delivery_dies,
 );
 
 /// Five processed events to one destination (a URL nothing listens on:
@@ -191,4 +193,42 @@ async fn a_released_delivery_is_due_again_with_its_attempt_not_counted(backend: 
         ("delivered", 2)
     );
     assert_eq!(delivered.last_status, None);
+}
+
+/// Found by a breaker session: PostgreSQL's text refuses NUL, so an answer
+/// excerpt holding one failed the settle, and the delivery went out again
+/// at every lease expiry, past its attempts, holding up its object.
+async fn an_answer_with_nul_bytes_is_recorded_and_its_delivery_dies(backend: Backend) {
+    let receiver = BadReceiver::start(|request| match request.object_id().as_str() {
+        "in_nul" => Act::Answer {
+            status: 422,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: b"bad\0answer\0".to_vec(),
+        },
+        _ => Act::status(204),
+    });
+    let app = app_delivering_to(backend, &[("app", receiver.url("/hooks"), "")], "").await;
+    let ids = processed_invoices(&app, &["in_nul", "in_nul", "in_ok"]).await;
+    let outcomes = app.relay("app").drain().await.unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            hookledger::relay::DeliveryOutcome::Dead,
+            hookledger::relay::DeliveryOutcome::Delivered,
+            hookledger::relay::DeliveryOutcome::Dead,
+        ]
+    );
+    let dead = delivery_to(&app, ids[0], "app").await;
+    assert_eq!(
+        (dead.status.as_str(), dead.last_status),
+        ("dead", Some(422))
+    );
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("HTTP 422: bad\u{fffd}answer\u{fffd}")
+    );
+    assert_eq!(delivery_to(&app, ids[2], "app").await.status, "delivered");
+    // The object's next delivery was not held up by the first one.
+    assert_eq!(delivery_to(&app, ids[1], "app").await.status, "dead");
+    assert_eq!(receiver.requests().len(), 3, "each sent once");
 }

@@ -20,6 +20,7 @@ mod destinations_admin;
 mod domain_data;
 mod faults;
 mod feed;
+mod feed_hostile;
 mod feed_processes;
 mod feed_retention;
 mod feed_stream;
