@@ -26,6 +26,8 @@ mod tests;
 #[cfg(test)]
 mod vectors;
 #[cfg(test)]
+mod vectors_more;
+#[cfg(test)]
 mod vectors_providers;
 
 pub use body::body_kind;
@@ -188,6 +190,10 @@ pub struct Source {
     /// The preset's default action table (Acuity), used when the source has
     /// none of its own.
     default_actions: Option<BTreeMap<String, ActionRule>>,
+    /// The configured `public_key`, for a preset with an asymmetric scheme.
+    public_key: Option<ed25519_dalek::VerifyingKey>,
+    /// A sender's private key ([`Source::with_signing_key`]: replay, tests).
+    signing_key: Option<signature::PrivateKey>,
 }
 
 impl Source {
@@ -203,13 +209,34 @@ impl Source {
                 .collect(),
             rules: locate::Rules::new(&config),
             default_actions: (provider.actions)(),
+            public_key: provider
+                .asymmetric
+                .zip(config.public_key.as_deref())
+                .and_then(|(scheme, text)| (scheme.public_key)(text)),
+            signing_key: None,
             config,
         }
     }
 
-    /// `verify = "off"`: no secret (and no public key) at all.
+    /// This source signing as a sender holding the private key of its
+    /// `public_key` would (`whsk_…`); `Err` when the preset has no
+    /// asymmetric scheme or the key is malformed.
+    pub fn with_signing_key(mut self, private_key: &str) -> Result<Source, String> {
+        let scheme = self.provider.asymmetric.ok_or_else(|| {
+            format!(
+                "the {} preset signs with no private key",
+                self.provider.name
+            )
+        })?;
+        let key = (scheme.signing_key)(private_key.trim())
+            .ok_or_else(|| "a malformed private key".to_string())?;
+        self.signing_key = Some(signature::PrivateKey(key));
+        Ok(self)
+    }
+
+    /// `verify = "off"`: no secret and no public key at all.
     fn unsigned(&self) -> bool {
-        self.config.secrets.is_empty()
+        self.config.secrets.is_empty() && self.config.public_key.is_none()
     }
 
     /// Where a processed event's domain data is in its payload (Stripe:
@@ -247,6 +274,7 @@ impl Source {
             now_secs,
             config: &self.config,
             keys: &self.keys,
+            public_key: self.public_key.as_ref(),
         })
     }
 
@@ -318,7 +346,18 @@ impl Source {
     /// The headers a sender of this preset would add to sign `body` at `now_secs`
     /// (replaces any in `headers`); for Standard Webhooks, `webhook-id` is kept from
     /// `headers` when present, else generated and returned too.
+    /// A source given a private key ([`Source::with_signing_key`]) signs
+    /// with it, by its asymmetric scheme.
     pub fn sign(&self, headers: &dyn Headers, body: &[u8], now_secs: i64) -> Vec<(String, String)> {
+        if let (Some(scheme), Some(key)) = (self.provider.asymmetric, &self.signing_key) {
+            return (scheme.sign)(&signature::ToSign {
+                headers,
+                body,
+                now_secs,
+                config: &self.config,
+                key: &key.0,
+            });
+        }
         let Some(key) = self.keys.first() else {
             return Vec::new();
         };

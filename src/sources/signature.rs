@@ -65,6 +65,16 @@ impl HmacKey {
     }
 }
 
+/// A sender's Ed25519 private key (replay, tests): used, never printed.
+#[derive(Clone)]
+pub struct PrivateKey(pub ed25519_dalek::SigningKey);
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKey([redacted])")
+    }
+}
+
 /// One delivery to verify, with the source's keys and settings.
 pub struct Signed<'a> {
     pub headers: &'a dyn Headers,
@@ -72,6 +82,8 @@ pub struct Signed<'a> {
     pub now_secs: i64,
     pub config: &'a SourceConfig,
     pub keys: &'a [HmacKey],
+    /// The source's `public_key`, for a preset with an asymmetric scheme.
+    pub public_key: Option<&'a ed25519_dalek::VerifyingKey>,
 }
 
 impl Signed<'_> {
@@ -100,13 +112,14 @@ impl Signed<'_> {
     }
 }
 
-/// One body to sign, with the source's first key.
-pub struct ToSign<'a> {
+/// One body to sign, with the source's first key (or, for an asymmetric
+/// scheme, a private key: `K = ed25519_dalek::SigningKey`).
+pub struct ToSign<'a, K = HmacKey> {
     pub headers: &'a dyn Headers,
     pub body: &'a [u8],
     pub now_secs: i64,
     pub config: &'a SourceConfig,
-    pub key: &'a HmacKey,
+    pub key: &'a K,
 }
 
 /// The header's field value (as `locate` reads ids: the same bytes).

@@ -11,12 +11,13 @@ use super::{BodyKind, Delivery, SignatureError, Source};
 use crate::config::{Preset, Secret, SignatureEncoding, SourceConfig};
 use SignatureError::*;
 
-fn config(preset: &str, secrets: &[&str]) -> SourceConfig {
+pub(super) fn config(preset: &str, secrets: &[&str]) -> SourceConfig {
     SourceConfig {
         name: preset.into(),
         preset: Preset::named(preset),
         secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
         public_url: None,
+        public_key: None,
         tolerance_secs: 300,
         signature_header: None,
         signature_encoding: SignatureEncoding::Hex,
@@ -33,11 +34,11 @@ fn config(preset: &str, secrets: &[&str]) -> SourceConfig {
     }
 }
 
-fn source(preset: &str, secrets: &[&str]) -> Source {
+pub(super) fn source(preset: &str, secrets: &[&str]) -> Source {
     Source::new(config(preset, secrets))
 }
 
-fn verify(
+pub(super) fn verify(
     s: &Source,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -46,7 +47,7 @@ fn verify(
     s.verify(&headers.to_vec(), body, now)
 }
 
-fn parsed(s: &Source, headers: &[(&str, &str)], body: &Value) -> Delivery {
+pub(super) fn parsed(s: &Source, headers: &[(&str, &str)], body: &Value) -> Delivery {
     s.parse(
         BodyKind::Json,
         &headers.to_vec(),

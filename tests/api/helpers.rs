@@ -156,6 +156,10 @@ secret = "test-acuity"
 preset = "standard"
 secret = "whsec_dGVzdC1zdGFuZGFyZC13ZWJob29rcy1rZXk="
 
+[sources.standard_ed25519]
+preset = "standard"
+public_key = "whpk_LU0t22iZe/+0OJrKyeUc2BMhv+dlaDmXYwbTbESIwBU="
+
 [sources.slack]
 preset = "slack"
 secret = "test-slack"
@@ -337,8 +341,20 @@ pub async fn read(response: reqwest::Response) -> Answer {
 }
 
 impl TestApp {
+    /// The source as its provider signs: a source with a `public_key`
+    /// signs with the development private key kept beside its fixture.
     pub fn source(&self, name: &str) -> Source {
-        Source::new(self.config.sources[name].clone())
+        let config = self.config.sources[name].clone();
+        let asymmetric = config.public_key.is_some();
+        let source = Source::new(config);
+        if asymmetric {
+            return source
+                .with_signing_key(include_str!(
+                    "../../fixtures/standard_ed25519/dev-signing-key.whsk"
+                ))
+                .expect("the development private key");
+        }
+        source
     }
 
     pub fn now_secs(&self) -> i64 {

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde_json::Value;
 
 use super::locate::Defaults;
@@ -85,6 +86,19 @@ pub struct Provider {
     /// Where a processed event's domain data is in its payload when no
     /// fetch is configured (Stripe: `/data/object`); `None`: the payload.
     pub domain_object: Option<&'static str>,
+    /// The preset's public-key scheme, if it has one (`public_key` is
+    /// refused for the others).
+    pub asymmetric: Option<&'static Asymmetric>,
+}
+
+/// An asymmetric (Ed25519) scheme: the receiver holds only a public key.
+pub struct Asymmetric {
+    /// The configured `public_key` as a verifying key, if well-formed.
+    pub public_key: fn(&str) -> Option<VerifyingKey>,
+    /// A private key's text as a signing key, if well-formed (replay, tests).
+    pub signing_key: fn(&str) -> Option<SigningKey>,
+    /// The headers a sender holding the private key adds.
+    pub sign: fn(&ToSign<'_, SigningKey>) -> Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -106,6 +120,7 @@ pub const BASE: Provider = Provider {
     check: |_| Vec::new(),
     challenge: None,
     domain_object: None,
+    asymmetric: None,
 };
 
 /// The secret's bytes as they are: the key of most HMAC schemes.

@@ -1,0 +1,209 @@
+//! Vectors of the later presets of SPEC §11 (asymmetric Standard Webhooks,
+//! …), in the manner of `vectors_providers`: each positive vector names
+//! where it came from — the provider's documentation, or a library outside
+//! this code following the provider's documented recipe, with the command
+//! beside it — and each preset has its negatives (changed body, wrong
+//! key, stale timestamp where there is one).
+
+use super::vectors_providers::{config, parsed, verify};
+use super::{SignatureError, Source};
+use crate::config::Secret;
+use SignatureError::*;
+
+// ---- Standard Webhooks, asymmetric (v1a, Ed25519) ------------------------
+
+// The Standard Webhooks spec (github.com/standard-webhooks/standard-webhooks,
+// spec/standard-webhooks.md, "Signature scheme") defines `v1a` as the base64
+// Ed25519 signature of `id.timestamp.body`, keys serialized `whpk_`/`whsk_` +
+// base64, but publishes no key pair for its `v1a` example. This vector is
+// the spec's example message (id, timestamp, body) signed with PyNaCl 1.6.2
+// (libsodium), in a venv with `pip install pynacl`:
+//   python3 -c 'import base64, nacl.signing
+//   sk = nacl.signing.SigningKey(b"hookledger-test-ed25519-seed-01!")
+//   print("whpk_" + base64.b64encode(sk.verify_key.encode()).decode())
+//   print(base64.b64encode(sk.sign(b"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1674087231."
+//     + ED25519_BODY).signature).decode())'
+const ED25519_PUBLIC: &str = "whpk_Veo+KZRz2RJ/3b+IW9TICWGua6m6vCgPR5PwgDjCBSI=";
+/// base64 of the 32-byte seed above.
+const ED25519_PRIVATE: &str = "whsk_aG9va2xlZGdlci10ZXN0LWVkMjU1MTktc2VlZC0wMSE=";
+const ED25519_BODY: &str = r#"{"type":"contact.created","timestamp":"2022-11-03T20:26:10.344522Z","data":{"id":"1f81eb52-5198-4599-803e-771906343485"}}"#;
+const ED25519_ID: &str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+const ED25519_TS: i64 = 1_674_087_231;
+const ED25519_SIG: &str =
+    "v1a,dXkzI/eiFgdXX6QqdnhlGF7X1yidqUrwXQ7QDYFf1QplRPDoGCC3CNYG5foah1V1ofTqnJw2URlXXdwCJbHJBg==";
+/// The repository's development key pair (hookledger.toml, fixtures/standard_ed25519/).
+const DEV_PUBLIC: &str = "whpk_LU0t22iZe/+0OJrKyeUc2BMhv+dlaDmXYwbTbESIwBU=";
+
+fn asymmetric(public_key: &str, secrets: &[&str]) -> Source {
+    let mut c = config("standard", secrets);
+    c.public_key = Some(public_key.to_string());
+    Source::new(c)
+}
+
+fn ed25519_verify(s: &Source, signature: &str, body: &str, now: i64) -> Result<(), SignatureError> {
+    let ts = ED25519_TS.to_string();
+    let hs = [
+        ("webhook-id", ED25519_ID),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", signature),
+    ];
+    verify(s, &hs, body.as_bytes(), now)
+}
+
+#[test]
+fn standard_v1a_accepts_the_pynacl_vector_and_refuses_others() {
+    let s = asymmetric(ED25519_PUBLIC, &[]);
+    let now = ED25519_TS + 10;
+    assert_eq!(ed25519_verify(&s, ED25519_SIG, ED25519_BODY, now), Ok(()));
+    // Among other entries (the spec's example v1 entry, ignored without a
+    // secret), in any order.
+    let listed = format!("v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= {ED25519_SIG}");
+    assert_eq!(ed25519_verify(&s, &listed, ED25519_BODY, now), Ok(()));
+    // Changed body, another public key, stale, and future.
+    let changed = ED25519_BODY.replace("contact.created", "contact.deleted");
+    assert_eq!(ed25519_verify(&s, ED25519_SIG, &changed, now), Err(Invalid));
+    let other = asymmetric(DEV_PUBLIC, &[]);
+    assert_eq!(
+        ed25519_verify(&other, ED25519_SIG, ED25519_BODY, now),
+        Err(Invalid)
+    );
+    assert_eq!(
+        ed25519_verify(&s, ED25519_SIG, ED25519_BODY, ED25519_TS + 301),
+        Err(TimestampOutOfTolerance)
+    );
+    assert_eq!(
+        ed25519_verify(&s, ED25519_SIG, ED25519_BODY, ED25519_TS - 301),
+        Err(TimestampOutOfTolerance)
+    );
+    // The signature under the v1 label is not a v1a one, and truncated or
+    // undecodable entries match nothing.
+    let relabelled = ED25519_SIG.replacen("v1a,", "v1,", 1);
+    assert_eq!(
+        ed25519_verify(&s, &relabelled, ED25519_BODY, now),
+        Err(Invalid)
+    );
+    for broken in ["v1a,dXkzI/eiFgdXX6Qqdnhl", "v1a,!!!", "v1a,"] {
+        assert_eq!(ed25519_verify(&s, broken, ED25519_BODY, now), Err(Invalid));
+    }
+    let unsigned = [
+        ("webhook-id", ED25519_ID),
+        ("webhook-timestamp", "1674087231"),
+    ];
+    assert_eq!(
+        verify(&s, &unsigned, ED25519_BODY.as_bytes(), now),
+        Err(Missing)
+    );
+}
+
+#[test]
+fn standard_with_both_keys_accepts_either_and_v1_alone_needs_a_secret() {
+    // A v1 entry for the same message under the secret of the Python
+    // library's test_sign_function (libraries/python/tests/test_webhooks.py):
+    //   python3 -c 'import hmac,hashlib,base64; print(base64.b64encode(hmac.new(
+    //     base64.b64decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    //     b"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1674087231." + ED25519_BODY,
+    //     hashlib.sha256).digest()).decode())'
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let v1 = "v1,ARw42xaAApl/nxRo+iPGYwSaMQaOwMo2eyH5JBRA+bQ=";
+    let now = ED25519_TS;
+    let both = asymmetric(ED25519_PUBLIC, &[secret]);
+    let hmac_only = super::vectors_providers::source("standard", &[secret]);
+    assert_eq!(ed25519_verify(&hmac_only, v1, ED25519_BODY, now), Ok(()));
+    assert_eq!(ed25519_verify(&both, v1, ED25519_BODY, now), Ok(()));
+    assert_eq!(
+        ed25519_verify(&both, ED25519_SIG, ED25519_BODY, now),
+        Ok(())
+    );
+    // A v1a entry needs a public key; a v1 entry needs a secret.
+    assert_eq!(
+        ed25519_verify(&hmac_only, ED25519_SIG, ED25519_BODY, now),
+        Err(Invalid)
+    );
+    let public_only = asymmetric(ED25519_PUBLIC, &[]);
+    assert_eq!(
+        ed25519_verify(&public_only, v1, ED25519_BODY, now),
+        Err(Invalid)
+    );
+}
+
+#[test]
+fn standard_v1a_signing_matches_pynacl_and_round_trips() {
+    let signer = asymmetric(ED25519_PUBLIC, &[])
+        .with_signing_key(ED25519_PRIVATE)
+        .unwrap();
+    let headers = [("webhook-id", ED25519_ID)];
+    let signed = signer.sign(&headers.to_vec(), ED25519_BODY.as_bytes(), ED25519_TS);
+    // Ed25519 is deterministic: the same bytes PyNaCl produced.
+    assert!(
+        signed.contains(&("webhook-signature".into(), ED25519_SIG.into())),
+        "{signed:?}"
+    );
+    let as_sent: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        verify(&signer, &as_sent, ED25519_BODY.as_bytes(), ED25519_TS),
+        Ok(())
+    );
+    // The dev key beside the fixture signs for the shipped public key.
+    let dev_key = include_str!("../../fixtures/standard_ed25519/dev-signing-key.whsk");
+    let dev = asymmetric(DEV_PUBLIC, &[])
+        .with_signing_key(dev_key)
+        .unwrap();
+    let signed = dev.sign(&headers.to_vec(), b"{}", 5);
+    let as_sent: Vec<(&str, &str)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(verify(&dev, &as_sent, b"{}", 5), Ok(()));
+    assert_eq!(verify(&signer, &as_sent, b"{}", 5), Err(Invalid));
+    // Presets without an asymmetric scheme take no private key.
+    let github = super::vectors_providers::source("github", &["x"]);
+    assert!(github.with_signing_key(ED25519_PRIVATE).is_err());
+}
+
+#[test]
+fn standard_public_keys_are_checked_and_deliveries_located_as_standard() {
+    use super::providers::standard::public_key;
+    assert!(public_key(ED25519_PUBLIC).is_some());
+    assert!(public_key(ED25519_PUBLIC.trim_end_matches('=')).is_some());
+    // Not whpk_, not 32 bytes, or a small-order point (the identity, 1 ‖ 0…).
+    let identity = format!("whpk_{}", base64_of(&[&[1u8][..], &[0u8; 31]].concat()));
+    for bad in [
+        "Veo+KZRz2RJ/3b+IW9TICWGua6m6vCgPR5PwgDjCBSI=",
+        "whsec_Veo+KZRz2RJ/3b+IW9TICWGua6m6vCgPR5PwgDjCBSI=",
+        "whpk_aGVsbG8=",
+        identity.as_str(),
+    ] {
+        assert!(public_key(bad).is_none(), "{bad}");
+    }
+    let mut c = config("standard", &[]);
+    c.public_key = Some("whpk_aGVsbG8=".into());
+    let problems = (c.preset.provider().check)(&c);
+    assert!(problems[0].starts_with(".public_key: "), "{problems:?}");
+    c.secrets = vec![Secret::new("nope")];
+    assert_eq!((c.preset.provider().check)(&c).len(), 2);
+
+    let s = asymmetric(ED25519_PUBLIC, &[]);
+    let d = parsed(
+        &s,
+        &[("webhook-id", ED25519_ID)],
+        &serde_json::from_str(ED25519_BODY).unwrap(),
+    );
+    assert_eq!(d.event_id.as_deref(), Some(ED25519_ID));
+    assert_eq!(d.action.as_deref(), Some("contact.created"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (
+            Some("contact"),
+            Some("1f81eb52-5198-4599-803e-771906343485")
+        )
+    );
+    assert_eq!(d.event_time_ms, Some(1_667_507_170_344));
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

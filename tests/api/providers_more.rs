@@ -1,0 +1,65 @@
+//! The later presets of SPEC §11 through the server, as `providers`: a
+//! signed delivery (202), its redelivery (200, the same id), a wrong
+//! signature (401, nothing stored), the provider id, action and object the
+//! admin API shows, and the event time recorded (the admin API does not
+//! show it, SPEC §5, so it is read from the domain row that processing
+//! writes with it).
+
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::helpers::*;
+use crate::providers::{signed_redelivered_and_forged, Expected};
+
+backend_tests!(standard_ed25519_deliveries_are_verified_with_the_public_key,);
+
+/// Processes the event and asserts the event time its domain row carries.
+async fn event_time_is(app: &TestApp, source: &str, object: (&str, &str), expected_ms: i64) {
+    app.drain().await;
+    let row = app
+        .store
+        .domain_object(source, object.0, object.1)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{source}: no domain row for {object:?}"));
+    assert_eq!(row.event_time, expected_ms, "{source}: event time");
+}
+
+async fn standard_ed25519_deliveries_are_verified_with_the_public_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = json!({"type": "subscription.renewed", "timestamp": "2024-10-01T00:00:07.512Z",
+        "data": {"id": "sub_01J8Z3QW7N5K2R4T6V8X0Y1BCD", "plan": "team-annual"}});
+    let id = "msg_2nQ4rT8vYb1cX5zK0aLpMw3dE7f";
+    let expected = Expected {
+        dedup_key: Some("id:msg_2nQ4rT8vYb1cX5zK0aLpMw3dE7f"),
+        provider_event_id: json!(id),
+        action: "subscription.renewed",
+        object_type: json!("subscription"),
+        object_id: json!("sub_01J8Z3QW7N5K2R4T6V8X0Y1BCD"),
+    };
+    let source = "standard_ed25519";
+    signed_redelivered_and_forged(&app, source, &[("webhook-id", id)], &body, expected).await;
+    event_time_is(
+        &app,
+        source,
+        ("subscription", "sub_01J8Z3QW7N5K2R4T6V8X0Y1BCD"),
+        1_727_740_807_512,
+    )
+    .await;
+    // An HMAC (v1) signature is no signature for a source with only a
+    // public key, whatever secret made it.
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let mut config = app.config.sources["standard"].clone();
+    config.name = source.into();
+    let hmac_signer = hookledger::sources::Source::new(config);
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    headers.extend(hmac_signer.sign(&headers, &bytes, app.now_secs()));
+    let answer = app
+        .post_raw("/webhooks/standard_ed25519", &headers, bytes)
+        .await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (401, "invalid_signature")
+    );
+    assert_eq!(app.ledger_total().await, 1);
+}
