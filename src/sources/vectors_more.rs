@@ -207,3 +207,92 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+// ---- GitLab -------------------------------------------------------------
+
+// GitLab documents no MAC ("Webhooks" → "Validate requests with a secret
+// token", docs.gitlab.com/user/project/integrations/webhooks): the
+// `X-Gitlab-Token` header carries the secret token as configured, so the
+// vector is the token itself. The body is GitLab's documented issue event
+// ("Webhook events" → "Issue events": `object_kind` "issue",
+// `object_attributes.id` 301, `action` "open"), shortened.
+const GITLAB_TOKEN: &str = "gitlab-secret-token";
+
+fn gitlab_body() -> serde_json::Value {
+    serde_json::json!({
+        "object_kind": "issue", "event_type": "issue",
+        "user": {"id": 1, "username": "root"},
+        "project": {"id": 1, "path_with_namespace": "gitlabhq/gitlab-test"},
+        "object_attributes": {"id": 301, "iid": 23, "title": "New API: create/update/delete file",
+            "state": "opened", "action": "open", "created_at": "2013-12-03T17:15:43Z"}
+    })
+}
+
+#[test]
+fn gitlab_compares_its_token_and_refuses_anything_else() {
+    let s = super::vectors_providers::source("gitlab", &[GITLAB_TOKEN]);
+    let body = gitlab_body().to_string();
+    let with = |token: &str| verify(&s, &[("X-Gitlab-Token", token)], body.as_bytes(), 0);
+    assert_eq!(with(GITLAB_TOKEN), Ok(()));
+    // Surrounding spaces are not part of a field value.
+    assert_eq!(with(" gitlab-secret-token\t"), Ok(()));
+    for wrong in [
+        "gitlab-secret-toke",
+        "gitlab-secret-token2",
+        "GITLAB-SECRET-TOKEN",
+        "",
+    ] {
+        assert_eq!(with(wrong), Err(Invalid), "{wrong:?}");
+    }
+    assert_eq!(verify(&s, &[], body.as_bytes(), 0), Err(Missing));
+    // The token is not a MAC: another body under the same token passes, a
+    // body under another secret does not.
+    assert_eq!(
+        verify(&s, &[("X-Gitlab-Token", GITLAB_TOKEN)], b"{}", 0),
+        Ok(())
+    );
+    let other = super::vectors_providers::source("gitlab", &["another-token"]);
+    assert_eq!(
+        verify(
+            &other,
+            &[("X-Gitlab-Token", GITLAB_TOKEN)],
+            body.as_bytes(),
+            0
+        ),
+        Err(Invalid)
+    );
+    // Rotation: either listed token.
+    let rotating = super::vectors_providers::source("gitlab", &["new-token", GITLAB_TOKEN]);
+    assert_eq!(
+        verify(&rotating, &[("X-Gitlab-Token", GITLAB_TOKEN)], b"{}", 0),
+        Ok(())
+    );
+    // The sender's side sends the token.
+    let signed = s.sign(&Vec::<(String, String)>::new(), b"{}", 0);
+    assert_eq!(
+        signed,
+        [("X-Gitlab-Token".to_string(), GITLAB_TOKEN.to_string())]
+    );
+}
+
+#[test]
+fn gitlab_defaults_idempotency_key_kind_and_action() {
+    let s = super::vectors_providers::source("gitlab", &[GITLAB_TOKEN]);
+    let key = "908a6d9e-45fd-46c8-97e6-c4f350f219dd";
+    let d = parsed(&s, &[("Idempotency-Key", key)], &gitlab_body());
+    assert_eq!(d.event_id.as_deref(), Some(key));
+    assert_eq!(d.action.as_deref(), Some("issue.open"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("issue"), Some("301"))
+    );
+    assert_eq!(d.event_time_ms, None);
+    // Before GitLab 17.4 there is no key (a payload hash then); a push has
+    // no object_attributes, so its action is its kind and it has no object.
+    let push = serde_json::json!({"object_kind": "push", "ref": "refs/heads/main",
+        "checkout_sha": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7", "project_id": 15});
+    let d = parsed(&s, &[], &push);
+    assert_eq!(d.event_id, None);
+    assert_eq!(d.action.as_deref(), Some("push"));
+    assert_eq!((d.object_type, d.object_id), (None, None));
+}

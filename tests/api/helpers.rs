@@ -184,6 +184,10 @@ secret = "test-bitbucket"
 preset = "typeform"
 secret = "test-typeform"
 
+[sources.gitlab]
+preset = "gitlab"
+secret = "test-gitlab"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

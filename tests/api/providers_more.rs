@@ -11,7 +11,10 @@ use crate::backend_tests;
 use crate::helpers::*;
 use crate::providers::{signed_redelivered_and_forged, Expected};
 
-backend_tests!(standard_ed25519_deliveries_are_verified_with_the_public_key,);
+backend_tests!(
+    standard_ed25519_deliveries_are_verified_with_the_public_key,
+    gitlab_deliveries_dedup_on_their_idempotency_key_else_a_payload_hash,
+);
 
 /// Processes the event and asserts the event time its domain row carries.
 async fn event_time_is(app: &TestApp, source: &str, object: (&str, &str), expected_ms: i64) {
@@ -62,4 +65,36 @@ async fn standard_ed25519_deliveries_are_verified_with_the_public_key(backend: B
         (401, "invalid_signature")
     );
     assert_eq!(app.ledger_total().await, 1);
+}
+
+async fn gitlab_deliveries_dedup_on_their_idempotency_key_else_a_payload_hash(backend: Backend) {
+    let body = json!({"object_kind": "merge_request", "event_type": "merge_request",
+        "user": {"id": 1, "username": "root"},
+        "project": {"id": 1, "path_with_namespace": "gitlabhq/gitlab-test"},
+        "object_attributes": {"id": 99, "iid": 1, "title": "MS-Viewport", "state": "opened",
+            "action": "open", "source_branch": "ms-viewport", "target_branch": "master"}});
+    let key = "3f1b2c7e-8a4d-4e5f-9b6a-0c1d2e3f4a5b";
+    for with_key in [true, false] {
+        let app = spawn_app(backend).await;
+        let arrival_ms = app.clock.now_ms();
+        let headers: Vec<(&str, &str)> = if with_key {
+            vec![
+                ("X-Gitlab-Event", "Merge Request Hook"),
+                ("Idempotency-Key", key),
+            ]
+        } else {
+            // GitLab before 17.4 sends no Idempotency-Key.
+            vec![("X-Gitlab-Event", "Merge Request Hook")]
+        };
+        let expected = Expected {
+            dedup_key: with_key.then_some("id:3f1b2c7e-8a4d-4e5f-9b6a-0c1d2e3f4a5b"),
+            provider_event_id: if with_key { json!(key) } else { json!(null) },
+            action: "merge_request.open",
+            object_type: json!("merge_request"),
+            object_id: json!("99"),
+        };
+        signed_redelivered_and_forged(&app, "gitlab", &headers, &body, expected).await;
+        // GitLab's bodies carry no common event time: arrival.
+        event_time_is(&app, "gitlab", ("merge_request", "99"), arrival_ms).await;
+    }
 }

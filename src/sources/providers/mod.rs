@@ -25,6 +25,7 @@ pub mod acuity;
 pub mod bitbucket;
 pub mod generic;
 pub mod github;
+pub mod gitlab;
 pub mod paddle;
 pub mod shopify;
 pub mod slack;
@@ -47,6 +48,7 @@ pub static PROVIDERS: &[&Provider] = &[
     &paddle::PROVIDER,
     &bitbucket::PROVIDER,
     &typeform::PROVIDER,
+    &gitlab::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
