@@ -246,10 +246,16 @@ async fn send<'a>(
     p: &'a Prepared,
 ) -> (u16, String, &'a Prepared) {
     let now = chrono::Utc::now().timestamp();
+    // A timestamp or signature inside the body is made fresh first.
+    let body = p
+        .source
+        .restamp(&p.body, now)
+        .unwrap_or_else(|| p.body.clone());
+    let headers = p.fixture.signed_headers(&p.source, &body, now);
     let mut request = client
         .post(format!("{base}/webhooks/{}", p.fixture.source))
-        .body(p.body.clone());
-    for (name, value) in p.fixture.signed_headers(&p.source, &p.body, now) {
+        .body(body);
+    for (name, value) in headers {
         request = request.header(name, value);
     }
     match request.send().await {

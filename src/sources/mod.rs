@@ -343,6 +343,22 @@ impl Source {
             .unwrap_or(arrival_ms)
     }
 
+    /// The body a sender of this preset would send at `now_secs`, for the
+    /// schemes that sign inside it (Linear's `webhookTimestamp`, Mailgun's
+    /// `signature` object: rewritten, fresh); `None` for the others, and
+    /// for a body the scheme cannot rewrite. Sign the result.
+    pub fn restamp(&self, body: &[u8], now_secs: i64) -> Option<Vec<u8>> {
+        let restamp = self.provider.restamp?;
+        let key = self.keys.first()?;
+        restamp(&signature::ToSign {
+            headers: &Vec::<(String, String)>::new(),
+            body,
+            now_secs,
+            config: &self.config,
+            key,
+        })
+    }
+
     /// The headers a sender of this preset would add to sign `body` at `now_secs`
     /// (replaces any in `headers`); for Standard Webhooks, `webhook-id` is kept from
     /// `headers` when present, else generated and returned too.

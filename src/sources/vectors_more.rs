@@ -296,3 +296,98 @@ fn gitlab_defaults_idempotency_key_kind_and_action() {
     assert_eq!(d.action.as_deref(), Some("push"));
     assert_eq!((d.object_type, d.object_id), (None, None));
 }
+
+// ---- Linear -------------------------------------------------------------
+
+// Linear documents the recipe ("Webhooks" → "Securing webhooks",
+// linear.app/developers/webhooks: `Linear-Signature` is the hex
+// HMAC-SHA256 of the raw body; reject a `webhookTimestamp` more than a
+// minute or so from now) but publishes no vector. The body is modelled on
+// its documented Issue `create` payload; computed with
+//   python3 -c 'import hmac,hashlib; print(hmac.new(
+//     b"lin_wh_test_signing_secret", LINEAR_BODY, hashlib.sha256).hexdigest())'
+const LINEAR_SECRET: &str = "lin_wh_test_signing_secret";
+const LINEAR_BODY: &str = r#"{"action":"create","actor":{"id":"2e6eea91-1111-0000-9486-acea0603064d","type":"user","name":"Ada Lovelace"},"createdAt":"2024-05-08T14:21:09.123Z","data":{"id":"2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9","identifier":"ENG-123","title":"Webhook retries double-count"},"url":"https://linear.app/acme/issue/ENG-123","type":"Issue","organizationId":"8bfcd6b0-4e0e-4f5b-9b1a-3c7f0e2d1a55","webhookTimestamp":1715178069456,"webhookId":"6c9f3f71-0f4a-4a8e-9d1c-5e2b7a3c4d10"}"#;
+const LINEAR_SIG: &str = "83a66df7588628721a94d7f596d609045db597bf8700c6cc198485882a77783c";
+/// `webhookTimestamp` in seconds.
+const LINEAR_SENT: i64 = 1_715_178_069;
+
+fn linear_verify(secret: &str, sig: &str, body: &str, now: i64) -> Result<(), SignatureError> {
+    let s = super::vectors_providers::source("linear", &[secret]);
+    verify(&s, &[("Linear-Signature", sig)], body.as_bytes(), now)
+}
+
+#[test]
+fn linear_accepts_its_vector_and_refuses_others() {
+    let now = LINEAR_SENT + 30;
+    assert_eq!(
+        linear_verify(LINEAR_SECRET, LINEAR_SIG, LINEAR_BODY, now),
+        Ok(())
+    );
+    let upper = LINEAR_SIG.to_uppercase();
+    assert_eq!(
+        linear_verify(LINEAR_SECRET, &upper, LINEAR_BODY, now),
+        Ok(())
+    );
+    let changed = LINEAR_BODY.replace("\"create\"", "\"remove\"");
+    assert_eq!(
+        linear_verify(LINEAR_SECRET, LINEAR_SIG, &changed, now),
+        Err(Invalid)
+    );
+    assert_eq!(
+        linear_verify("another", LINEAR_SIG, LINEAR_BODY, now),
+        Err(Invalid)
+    );
+    assert_eq!(
+        linear_verify(LINEAR_SECRET, LINEAR_SIG, LINEAR_BODY, LINEAR_SENT + 301),
+        Err(TimestampOutOfTolerance)
+    );
+    assert_eq!(
+        linear_verify(LINEAR_SECRET, LINEAR_SIG, LINEAR_BODY, LINEAR_SENT - 301),
+        Err(TimestampOutOfTolerance)
+    );
+    let s = super::vectors_providers::source("linear", &[LINEAR_SECRET]);
+    assert_eq!(verify(&s, &[], LINEAR_BODY.as_bytes(), now), Err(Missing));
+    // A stale body re-timestamped without the secret is still forged.
+    let moved = LINEAR_BODY.replace("1715178069456", "1715178099456");
+    assert_eq!(
+        linear_verify(LINEAR_SECRET, LINEAR_SIG, &moved, now),
+        Err(Invalid)
+    );
+    // Signed, but with no webhookTimestamp to show it is fresh.
+    let untimed = br#"{"type":"Issue","action":"create"}"#;
+    let sig = hex::encode(super::signature::HmacKey(LINEAR_SECRET.into()).tag256(&[untimed]));
+    assert_eq!(
+        verify(&s, &[("Linear-Signature", &sig)], untimed, now),
+        Err(Invalid)
+    );
+}
+
+#[test]
+fn linear_restamps_signs_and_locates() {
+    let s = super::vectors_providers::source("linear", &[LINEAR_SECRET]);
+    let now = LINEAR_SENT + 3600;
+    let fresh = s.restamp(LINEAR_BODY.as_bytes(), now).unwrap();
+    let fresh_json: serde_json::Value = serde_json::from_slice(&fresh).unwrap();
+    assert_eq!(fresh_json["webhookTimestamp"], now * 1000);
+    let headers = s.sign(&Vec::<(String, String)>::new(), &fresh, now);
+    assert_eq!(
+        verify(&s, &[("Linear-Signature", &headers[0].1)], &fresh, now),
+        Ok(())
+    );
+    let d = parsed(
+        &s,
+        &[("Linear-Delivery", "234d1a4e-b617-4388-90fe-adc3633d6b72")],
+        &serde_json::from_str(LINEAR_BODY).unwrap(),
+    );
+    assert_eq!(
+        d.event_id.as_deref(),
+        Some("234d1a4e-b617-4388-90fe-adc3633d6b72")
+    );
+    assert_eq!(d.action.as_deref(), Some("Issue.create"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("Issue"), Some("2174add1-f7c8-44e3-bbf3-2d60b5ea8bc9"))
+    );
+    assert_eq!(d.event_time_ms, Some(1_715_178_069_123));
+}

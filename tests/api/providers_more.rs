@@ -14,6 +14,7 @@ use crate::providers::{signed_redelivered_and_forged, Expected};
 backend_tests!(
     standard_ed25519_deliveries_are_verified_with_the_public_key,
     gitlab_deliveries_dedup_on_their_idempotency_key_else_a_payload_hash,
+    linear_deliveries_dedup_on_linear_delivery_and_stale_ones_are_refused,
 );
 
 /// Processes the event and asserts the event time its domain row carries.
@@ -97,4 +98,49 @@ async fn gitlab_deliveries_dedup_on_their_idempotency_key_else_a_payload_hash(ba
         // GitLab's bodies carry no common event time: arrival.
         event_time_is(&app, "gitlab", ("merge_request", "99"), arrival_ms).await;
     }
+}
+
+async fn linear_deliveries_dedup_on_linear_delivery_and_stale_ones_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let delivery = "234d1a4e-b617-4388-90fe-adc3633d6b72";
+    // The helper sets webhookTimestamp to now (signed, inside the body).
+    let body = json!({"action": "update", "type": "Comment", "createdAt": "2024-05-08T14:21:09.123Z",
+        "data": {"id": "c0a1b2c3-d4e5-4f60-8172-93a4b5c6d7e8", "body": "Looks good"},
+        "organizationId": "8bfcd6b0-4e0e-4f5b-9b1a-3c7f0e2d1a55",
+        "webhookTimestamp": app.now_secs() * 1000,
+        "webhookId": "6c9f3f71-0f4a-4a8e-9d1c-5e2b7a3c4d10"});
+    let expected = Expected {
+        dedup_key: Some("id:234d1a4e-b617-4388-90fe-adc3633d6b72"),
+        provider_event_id: json!(delivery),
+        action: "Comment.update",
+        object_type: json!("Comment"),
+        object_id: json!("c0a1b2c3-d4e5-4f60-8172-93a4b5c6d7e8"),
+    };
+    let headers = [("Linear-Delivery", delivery), ("Linear-Event", "Comment")];
+    signed_redelivered_and_forged(&app, "linear", &headers, &body, expected).await;
+    event_time_is(
+        &app,
+        "linear",
+        ("Comment", "c0a1b2c3-d4e5-4f60-8172-93a4b5c6d7e8"),
+        1_715_178_069_123,
+    )
+    .await;
+    // A genuine signature over a body sent more than the tolerance ago.
+    let mut stale = body.clone();
+    stale["webhookTimestamp"] = json!((app.now_secs() - 301) * 1000);
+    let bytes = serde_json::to_vec(&stale).unwrap();
+    let signed = app.signed_headers(
+        "linear",
+        &[
+            ("Content-Type", "application/json"),
+            ("Linear-Delivery", "another"),
+        ],
+        &bytes,
+    );
+    let answer = app.post_raw("/webhooks/linear", &signed, bytes).await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (401, "timestamp_out_of_tolerance")
+    );
+    assert_eq!(app.ledger_total().await, 1);
 }

@@ -26,6 +26,7 @@ pub mod bitbucket;
 pub mod generic;
 pub mod github;
 pub mod gitlab;
+pub mod linear;
 pub mod paddle;
 pub mod shopify;
 pub mod slack;
@@ -49,9 +50,13 @@ pub static PROVIDERS: &[&Provider] = &[
     &bitbucket::PROVIDER,
     &typeform::PROVIDER,
     &gitlab::PROVIDER,
+    &linear::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
+
+/// Rewrites a body to sign as a sender would send it now ([`Provider::restamp`]).
+pub type Restamp = fn(&ToSign<'_>) -> Option<Vec<u8>>;
 
 /// What a challenge handshake answers (SPEC §11): 200 with this JSON body,
 /// nothing recorded.
@@ -69,6 +74,10 @@ pub struct Provider {
     pub verify: fn(&Signed<'_>) -> Result<(), SignatureError>,
     /// The headers a sender adds to sign a body (replay CLI and tests).
     pub sign: fn(&ToSign<'_>) -> Vec<(String, String)>,
+    /// For a scheme that signs inside the body (Linear's
+    /// `webhookTimestamp`, Mailgun's `signature` object): the body as a
+    /// sender would send it at `now_secs`, rewritten; `None`: as it is.
+    pub restamp: Option<Restamp>,
     /// Parses a verified body into the JSON object that is located and
     /// stored (GitHub unwraps its form-encoded `payload`).
     pub parse: fn(BodyKind, &[u8]) -> Result<Value, PayloadError>,
@@ -115,6 +124,7 @@ pub const BASE: Provider = Provider {
     key: secret_bytes,
     verify: |_| Err(SignatureError::Invalid),
     sign: |_| Vec::new(),
+    restamp: None,
     parse: body::parse,
     defaults: Defaults::none,
     actions: || None,
