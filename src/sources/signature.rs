@@ -26,6 +26,7 @@ use super::{field_value, trim_ows, Headers, SignatureError};
 use crate::config::SourceConfig;
 
 pub type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha1 = Hmac<sha1::Sha1>;
 
 /// Standard base64 that accepts input with or without `=` padding (senders
 /// and secret generators differ); the bytes compared are the same.
@@ -57,6 +58,21 @@ impl HmacKey {
     /// The HMAC-SHA256 tag over `parts`.
     pub fn tag256(&self, parts: &[&[u8]]) -> Vec<u8> {
         self.sha256(parts).finalize().into_bytes().to_vec()
+    }
+
+    /// An HMAC-SHA1 over `parts` (Intercom, Twilio: the providers'
+    /// schemes, not a choice of ours).
+    pub fn sha1(&self, parts: &[&[u8]]) -> HmacSha1 {
+        let mut mac = HmacSha1::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// The HMAC-SHA1 tag over `parts`.
+    pub fn tag1(&self, parts: &[&[u8]]) -> Vec<u8> {
+        self.sha1(parts).finalize().into_bytes().to_vec()
     }
 
     /// The raw key, for schemes that compare the secret itself (GitLab).

@@ -391,3 +391,67 @@ fn linear_restamps_signs_and_locates() {
     );
     assert_eq!(d.event_time_ms, Some(1_715_178_069_123));
 }
+
+// ---- Intercom -----------------------------------------------------------
+
+// Intercom documents the recipe ("Webhooks" → "Signed notifications",
+// developers.intercom.com/docs/references/webhooks/webhook-models:
+// `X-Hub-Signature: sha1=` + hex HMAC-SHA1 of the body with the app's
+// client_secret) but publishes no vector. The body follows its documented
+// notification model; computed with
+//   python3 -c 'import hmac,hashlib; print(hmac.new(
+//     b"intercom-client-secret", INTERCOM_BODY, hashlib.sha1).hexdigest())'
+const INTERCOM_SECRET: &str = "intercom-client-secret";
+const INTERCOM_BODY: &str = r#"{"type":"notification_event","app_id":"abc123de","data":{"type":"notification_event_data","item":{"type":"conversation","id":"147","created_at":1715178069,"state":"open"}},"links":{},"id":"notif_ccd8a4d2-3a6c-4b8e-9a1e-6f3c2d1b0a99","topic":"conversation.user.created","delivery_status":"pending","delivery_attempts":1,"delivered_at":0,"first_sent_at":1715178070,"created_at":1715178069,"self":null}"#;
+const INTERCOM_SIG: &str = "sha1=ba7b9901a47783d453514fd9acbab370c460c3d2";
+
+fn intercom_verify(secret: &str, sig: &str, body: &str) -> Result<(), SignatureError> {
+    let s = super::vectors_providers::source("intercom", &[secret]);
+    verify(&s, &[("X-Hub-Signature", sig)], body.as_bytes(), 0)
+}
+
+#[test]
+fn intercom_accepts_its_vector_and_refuses_others() {
+    assert_eq!(
+        intercom_verify(INTERCOM_SECRET, INTERCOM_SIG, INTERCOM_BODY),
+        Ok(())
+    );
+    let changed = INTERCOM_BODY.replace("\"147\"", "\"148\"");
+    assert_eq!(
+        intercom_verify(INTERCOM_SECRET, INTERCOM_SIG, &changed),
+        Err(Invalid)
+    );
+    assert_eq!(
+        intercom_verify("another", INTERCOM_SIG, INTERCOM_BODY),
+        Err(Invalid)
+    );
+    // The digest without its prefix, or under SHA-256's, is not Intercom's.
+    let bare = INTERCOM_SIG.trim_start_matches("sha1=");
+    assert_eq!(
+        intercom_verify(INTERCOM_SECRET, bare, INTERCOM_BODY),
+        Err(Invalid)
+    );
+    let relabelled = INTERCOM_SIG.replace("sha1=", "sha256=");
+    assert_eq!(
+        intercom_verify(INTERCOM_SECRET, &relabelled, INTERCOM_BODY),
+        Err(Invalid)
+    );
+    let s = super::vectors_providers::source("intercom", &[INTERCOM_SECRET]);
+    assert_eq!(verify(&s, &[], INTERCOM_BODY.as_bytes(), 0), Err(Missing));
+    let signed = s.sign(&Vec::<(String, String)>::new(), INTERCOM_BODY.as_bytes(), 0);
+    assert_eq!(
+        signed,
+        [("X-Hub-Signature".to_string(), INTERCOM_SIG.to_string())]
+    );
+    let d = parsed(&s, &[], &serde_json::from_str(INTERCOM_BODY).unwrap());
+    assert_eq!(
+        d.event_id.as_deref(),
+        Some("notif_ccd8a4d2-3a6c-4b8e-9a1e-6f3c2d1b0a99")
+    );
+    assert_eq!(d.action.as_deref(), Some("conversation.user.created"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("conversation"), Some("147"))
+    );
+    assert_eq!(d.event_time_ms, None);
+}

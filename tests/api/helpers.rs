@@ -192,6 +192,10 @@ secret = "test-gitlab"
 preset = "linear"
 secret = "test-linear"
 
+[sources.intercom]
+preset = "intercom"
+secret = "test-intercom"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

@@ -15,6 +15,7 @@ backend_tests!(
     standard_ed25519_deliveries_are_verified_with_the_public_key,
     gitlab_deliveries_dedup_on_their_idempotency_key_else_a_payload_hash,
     linear_deliveries_dedup_on_linear_delivery_and_stale_ones_are_refused,
+    intercom_notifications_dedup_on_their_id,
 );
 
 /// Processes the event and asserts the event time its domain row carries.
@@ -143,4 +144,30 @@ async fn linear_deliveries_dedup_on_linear_delivery_and_stale_ones_are_refused(b
         (401, "timestamp_out_of_tolerance")
     );
     assert_eq!(app.ledger_total().await, 1);
+}
+
+async fn intercom_notifications_dedup_on_their_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let arrival_ms = app.clock.now_ms();
+    let body = json!({"type": "notification_event", "app_id": "abc123de",
+        "data": {"type": "notification_event_data",
+                 "item": {"type": "contact", "id": "6630b1d2e4f5a6b7c8d9e0f1", "role": "user"}},
+        "id": "notif_5b8e2c1a-7d4f-4e3a-9c2b-1a0f9e8d7c6b", "topic": "contact.user.created",
+        "delivery_attempts": 1, "first_sent_at": 1_715_178_070, "created_at": 1_715_178_069});
+    let expected = Expected {
+        dedup_key: Some("id:notif_5b8e2c1a-7d4f-4e3a-9c2b-1a0f9e8d7c6b"),
+        provider_event_id: json!("notif_5b8e2c1a-7d4f-4e3a-9c2b-1a0f9e8d7c6b"),
+        action: "contact.user.created",
+        object_type: json!("contact"),
+        object_id: json!("6630b1d2e4f5a6b7c8d9e0f1"),
+    };
+    signed_redelivered_and_forged(&app, "intercom", &[], &body, expected).await;
+    // SPEC §11 names no event time for Intercom: arrival.
+    event_time_is(
+        &app,
+        "intercom",
+        ("contact", "6630b1d2e4f5a6b7c8d9e0f1"),
+        arrival_ms,
+    )
+    .await;
 }

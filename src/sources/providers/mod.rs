@@ -26,6 +26,7 @@ pub mod bitbucket;
 pub mod generic;
 pub mod github;
 pub mod gitlab;
+pub mod intercom;
 pub mod linear;
 pub mod paddle;
 pub mod shopify;
@@ -51,6 +52,7 @@ pub static PROVIDERS: &[&Provider] = &[
     &typeform::PROVIDER,
     &gitlab::PROVIDER,
     &linear::PROVIDER,
+    &intercom::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
