@@ -455,3 +455,57 @@ fn intercom_accepts_its_vector_and_refuses_others() {
     );
     assert_eq!(d.event_time_ms, None);
 }
+
+// ---- WooCommerce --------------------------------------------------------
+
+// WooCommerce's recipe is its own code (woocommerce/includes/
+// class-wc-webhook.php, `generate_signature`: base64 of the raw
+// HMAC-SHA256 of the payload with the webhook secret); it publishes no
+// vector. The body is the start of its documented order (REST API docs,
+// "Orders" → "Retrieve an order", order 727); computed with
+//   python3 -c 'import hmac,hashlib,base64; print(base64.b64encode(hmac.new(
+//     b"woocommerce-webhook-secret", WOO_BODY, hashlib.sha256).digest()).decode())'
+const WOO_SECRET: &str = "woocommerce-webhook-secret";
+const WOO_BODY: &str = r#"{"id":727,"parent_id":0,"status":"processing","currency":"USD","date_created_gmt":"2024-05-08T14:21:09","total":"29.35","customer_id":0,"billing":{"first_name":"John","last_name":"Doe","email":"john.doe@example.com"},"line_items":[{"id":315,"name":"Woo Single #1","product_id":93,"quantity":2,"total":"6.00"}]}"#;
+const WOO_SIG: &str = "vtx/U6NWuJ42uBe4MJ+PMklKFNOkoeOhlRbv0dnJGN0=";
+
+fn woo_verify(secret: &str, sig: &str, body: &str) -> Result<(), SignatureError> {
+    let s = super::vectors_providers::source("woocommerce", &[secret]);
+    verify(&s, &[("X-WC-Webhook-Signature", sig)], body.as_bytes(), 0)
+}
+
+#[test]
+fn woocommerce_accepts_its_vector_and_refuses_others() {
+    assert_eq!(woo_verify(WOO_SECRET, WOO_SIG, WOO_BODY), Ok(()));
+    let changed = WOO_BODY.replace("29.35", "0.01");
+    assert_eq!(woo_verify(WOO_SECRET, WOO_SIG, &changed), Err(Invalid));
+    assert_eq!(woo_verify("another", WOO_SIG, WOO_BODY), Err(Invalid));
+    // The hex of the same MAC is not WooCommerce's encoding.
+    let hex_sig = hex::encode(super::signature::decode_base64(WOO_SIG).unwrap());
+    assert_eq!(woo_verify(WOO_SECRET, &hex_sig, WOO_BODY), Err(Invalid));
+    let s = super::vectors_providers::source("woocommerce", &[WOO_SECRET]);
+    assert_eq!(verify(&s, &[], WOO_BODY.as_bytes(), 0), Err(Missing));
+    let signed = s.sign(&Vec::<(String, String)>::new(), WOO_BODY.as_bytes(), 0);
+    assert_eq!(
+        signed,
+        [("X-WC-Webhook-Signature".to_string(), WOO_SIG.to_string())]
+    );
+    let headers = [
+        ("X-WC-Webhook-Topic", "order.updated"),
+        ("X-WC-Webhook-Resource", "order"),
+        ("X-WC-Webhook-Event", "updated"),
+        (
+            "X-WC-Webhook-Delivery-ID",
+            "c0ffee0ddba11c0ffee0ddba11c0ffee",
+        ),
+    ];
+    let d = parsed(&s, &headers, &serde_json::from_str(WOO_BODY).unwrap());
+    // The delivery id is shared by distinct deliveries: no event id.
+    assert_eq!(d.event_id, None);
+    assert_eq!(d.action.as_deref(), Some("order.updated"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("order"), Some("727"))
+    );
+    assert_eq!(d.event_time_ms, None);
+}

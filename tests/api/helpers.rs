@@ -196,6 +196,10 @@ secret = "test-linear"
 preset = "intercom"
 secret = "test-intercom"
 
+[sources.woocommerce]
+preset = "woocommerce"
+secret = "test-woocommerce"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

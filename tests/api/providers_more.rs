@@ -16,6 +16,7 @@ backend_tests!(
     gitlab_deliveries_dedup_on_their_idempotency_key_else_a_payload_hash,
     linear_deliveries_dedup_on_linear_delivery_and_stale_ones_are_refused,
     intercom_notifications_dedup_on_their_id,
+    woocommerce_deliveries_dedup_on_their_payload_hash_not_their_delivery_id,
 );
 
 /// Processes the event and asserts the event time its domain row carries.
@@ -170,4 +171,49 @@ async fn intercom_notifications_dedup_on_their_id(backend: Backend) {
         arrival_ms,
     )
     .await;
+}
+
+async fn woocommerce_deliveries_dedup_on_their_payload_hash_not_their_delivery_id(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let arrival_ms = app.clock.now_ms();
+    let body = json!({"id": 728, "status": "completed", "currency": "EUR", "total": "54.00",
+        "date_modified_gmt": "2024-05-08T15:02:11", "line_items": [{"id": 316, "product_id": 93, "quantity": 1}]});
+    let headers = [
+        ("X-WC-Webhook-Source", "https://shop.example.com/"),
+        ("X-WC-Webhook-Topic", "order.updated"),
+        ("X-WC-Webhook-Resource", "order"),
+        ("X-WC-Webhook-Event", "updated"),
+        ("X-WC-Webhook-ID", "12"),
+        (
+            "X-WC-Webhook-Delivery-ID",
+            "3b5c1f0e9d8a7b6c5d4e3f2a1b0c9d8e",
+        ),
+    ];
+    let expected = Expected {
+        dedup_key: None,
+        provider_event_id: json!(null),
+        action: "order.updated",
+        object_type: json!("order"),
+        object_id: json!("728"),
+    };
+    let id = signed_redelivered_and_forged(&app, "woocommerce", &headers, &body, expected).await;
+    // A retry comes with another delivery id (a hash of the webhook id and
+    // the second): still the same delivery.
+    let mut retry = headers.to_vec();
+    retry.retain(|(k, _)| *k != "X-WC-Webhook-Delivery-ID");
+    retry.push((
+        "X-WC-Webhook-Delivery-ID",
+        "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b",
+    ));
+    let again = app.deliver("woocommerce", &retry, &body).await;
+    assert_eq!((again.status, again.id()), (200, id), "{:?}", again.body);
+    // Another change of the same order is another event.
+    let mut changed = body.clone();
+    changed["status"] = json!("refunded");
+    let other = app.deliver("woocommerce", &headers, &changed).await;
+    assert_eq!(other.status, 202, "{:?}", other.body);
+    assert_ne!(other.id(), id);
+    event_time_is(&app, "woocommerce", ("order", "728"), arrival_ms).await;
 }

@@ -35,6 +35,7 @@ pub mod standard;
 pub mod stripe;
 pub mod svix;
 pub mod typeform;
+pub mod woocommerce;
 pub mod zoom;
 
 /// Every preset, in the order the documentation lists them.
@@ -53,6 +54,7 @@ pub static PROVIDERS: &[&Provider] = &[
     &gitlab::PROVIDER,
     &linear::PROVIDER,
     &intercom::PROVIDER,
+    &woocommerce::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
