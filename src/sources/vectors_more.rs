@@ -509,3 +509,112 @@ fn woocommerce_accepts_its_vector_and_refuses_others() {
     );
     assert_eq!(d.event_time_ms, None);
 }
+
+// ---- Mailgun ------------------------------------------------------------
+
+// Mailgun documents the recipe ("Webhooks" → "Securing webhooks",
+// documentation.mailgun.com: hex HMAC-SHA256 of `timestamp` + `token` with
+// the HTTP webhook signing key, compared with `signature`; its Python
+// example is `hmac.new(key=signing_key.encode(), msg=f"{timestamp}{token}"
+// .encode(), digestmod=hashlib.sha256).hexdigest()`) but publishes no key
+// with its sample payloads; the token is shaped as Mailgun's (50 hex), the
+// key is ours, and the signature was computed with
+//   python3 -c 'import hmac,hashlib; print(hmac.new(b"key-mailgun-test-signing-key",
+//     b"1715178069a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0",
+//     hashlib.sha256).hexdigest())'
+const MAILGUN_KEY: &str = "key-mailgun-test-signing-key";
+const MAILGUN_TOKEN: &str = "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0";
+const MAILGUN_SIG: &str = "b9059a0d8d66747ad3827a5e1555620f0b7f1f418f979c5b15e05a83f0026c05";
+const MAILGUN_TS: i64 = 1_715_178_069;
+
+fn mailgun_body(timestamp: serde_json::Value, token: &str, signature: &str) -> String {
+    serde_json::json!({
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": {"id": "CPgfbmQMTCKtHW6uIWtuVe", "event": "delivered",
+            "timestamp": 1_715_178_069.908_181_f64, "recipient": "alice@example.com",
+            "message": {"headers": {"message-id": "20240508142109.1.ABCDEF@mg.example.com",
+                "to": "Alice <alice@example.com>", "subject": "Your receipt"}}}
+    })
+    .to_string()
+}
+
+fn mailgun_verify(key: &str, body: &str, now: i64) -> Result<(), SignatureError> {
+    let s = super::vectors_providers::source("mailgun", &[key]);
+    verify(&s, &[], body.as_bytes(), now)
+}
+
+#[test]
+fn mailgun_accepts_its_vector_and_refuses_others() {
+    let ts = serde_json::json!("1715178069");
+    let good = mailgun_body(ts.clone(), MAILGUN_TOKEN, MAILGUN_SIG);
+    assert_eq!(mailgun_verify(MAILGUN_KEY, &good, MAILGUN_TS + 5), Ok(()));
+    // A number for the timestamp signs the same digits.
+    let numeric = mailgun_body(serde_json::json!(MAILGUN_TS), MAILGUN_TOKEN, MAILGUN_SIG);
+    assert_eq!(mailgun_verify(MAILGUN_KEY, &numeric, MAILGUN_TS), Ok(()));
+    assert_eq!(
+        mailgun_verify("another-key", &good, MAILGUN_TS),
+        Err(Invalid)
+    );
+    let other_token = mailgun_body(ts.clone(), &MAILGUN_TOKEN.replace('a', "b"), MAILGUN_SIG);
+    assert_eq!(
+        mailgun_verify(MAILGUN_KEY, &other_token, MAILGUN_TS),
+        Err(Invalid)
+    );
+    let moved = mailgun_body(serde_json::json!("1715178070"), MAILGUN_TOKEN, MAILGUN_SIG);
+    assert_eq!(
+        mailgun_verify(MAILGUN_KEY, &moved, MAILGUN_TS),
+        Err(Invalid)
+    );
+    assert_eq!(
+        mailgun_verify(MAILGUN_KEY, &good, MAILGUN_TS + 301),
+        Err(TimestampOutOfTolerance)
+    );
+    // The event data is not covered by the MAC (hence the one-use token,
+    // checked at ingest): a changed event still verifies here.
+    let changed = good.replace("delivered", "failed");
+    assert_eq!(mailgun_verify(MAILGUN_KEY, &changed, MAILGUN_TS), Ok(()));
+    // No signature object, part of one, or no JSON at all: missing.
+    for body in [
+        r#"{"event-data": {"id": "x"}}"#.to_string(),
+        r#"{"signature": {"timestamp": "1715178069", "token": "t"}}"#.to_string(),
+        "timestamp=1715178069&token=t&signature=s".to_string(),
+    ] {
+        assert_eq!(
+            mailgun_verify(MAILGUN_KEY, &body, MAILGUN_TS),
+            Err(Missing),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn mailgun_restamps_its_signature_object_and_locates() {
+    let s = super::vectors_providers::source("mailgun", &[MAILGUN_KEY]);
+    let stale = mailgun_body(serde_json::json!("1"), "old", "00");
+    let now = MAILGUN_TS + 86_400;
+    let fresh = s.restamp(stale.as_bytes(), now).unwrap();
+    assert_eq!(verify(&s, &[], &fresh, now), Ok(()));
+    let again = s.restamp(stale.as_bytes(), now).unwrap();
+    assert_ne!(fresh, again, "a new token for each attempt");
+    let payload: serde_json::Value = serde_json::from_slice(&fresh).unwrap();
+    assert_eq!(payload["signature"]["timestamp"], now.to_string());
+    assert_eq!(payload["signature"]["token"].as_str().unwrap().len(), 50);
+    let d = parsed(&s, &[], &payload);
+    assert_eq!(d.event_id.as_deref(), Some("CPgfbmQMTCKtHW6uIWtuVe"));
+    assert_eq!(d.action.as_deref(), Some("delivered"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (
+            Some("message"),
+            Some("20240508142109.1.ABCDEF@mg.example.com")
+        )
+    );
+    assert_eq!(d.event_time_ms, Some(1_715_178_069_908));
+    assert_eq!(
+        s.one_use_token(&d).as_deref(),
+        payload["signature"]["token"].as_str()
+    );
+    // Other presets have no one-use token.
+    let github = super::vectors_providers::source("github", &["x"]);
+    assert_eq!(github.one_use_token(&d), None);
+}

@@ -92,12 +92,13 @@ fn any_listed_secret_signs_for_every_preset() {
             _ => ("old-secret", "new-secret"),
         };
         let signer = source(preset.as_str(), &[old]);
-        // A preset that signs a time inside the body (Linear) sends it fresh.
-        let body = &signer
-            .restamp(body, 1_700_000_000)
-            .unwrap_or_else(|| body.to_vec());
+        // A preset that signs inside the body (Linear's time, Mailgun's
+        // signature object) sends it fresh.
+        let restamped = signer.restamp(body, 1_700_000_000);
+        let signed_inside = restamped.is_some();
+        let body = &restamped.unwrap_or_else(|| body.to_vec());
         let sent = signer.sign(&Vec::<(String, String)>::new(), body, 1_700_000_000);
-        assert!(!sent.is_empty(), "{preset:?}");
+        assert!(!sent.is_empty() || signed_inside, "{preset:?}");
         let both = source(preset.as_str(), &[new, old]);
         assert_eq!(
             both.verify(&sent, body, 1_700_000_000),

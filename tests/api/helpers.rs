@@ -200,6 +200,10 @@ secret = "test-intercom"
 preset = "woocommerce"
 secret = "test-woocommerce"
 
+[sources.mailgun]
+preset = "mailgun"
+secret = "test-mailgun"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::backend_tests;
 use crate::helpers::*;
-use crate::providers::{signed_redelivered_and_forged, Expected};
+use crate::providers::{signed_redelivered_and_forged, wrong_signer, Expected};
 
 backend_tests!(
     standard_ed25519_deliveries_are_verified_with_the_public_key,
@@ -17,6 +17,8 @@ backend_tests!(
     linear_deliveries_dedup_on_linear_delivery_and_stale_ones_are_refused,
     intercom_notifications_dedup_on_their_id,
     woocommerce_deliveries_dedup_on_their_payload_hash_not_their_delivery_id,
+    mailgun_events_dedup_on_their_id_and_a_token_serves_one_event,
+    a_claimed_token_holds_for_its_event_until_it_is_forgotten,
 );
 
 /// Processes the event and asserts the event time its domain row carries.
@@ -216,4 +218,109 @@ async fn woocommerce_deliveries_dedup_on_their_payload_hash_not_their_delivery_i
     assert_eq!(other.status, 202, "{:?}", other.body);
     assert_ne!(other.id(), id);
     event_time_is(&app, "woocommerce", ("order", "728"), arrival_ms).await;
+}
+
+async fn mailgun_events_dedup_on_their_id_and_a_token_serves_one_event(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = json!({"event-data": {"id": "CPgfbmQMTCKtHW6uIWtuVe", "event": "delivered",
+        "timestamp": 1_715_178_069.908_181_f64, "recipient": "alice@example.com",
+        "message": {"headers": {"message-id": "20240508142109.1.ABCDEF@mg.example.com",
+                                "subject": "Your receipt"}}}});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let json_type = vec![("Content-Type".to_string(), "application/json".to_string())];
+    let post = |bytes: Vec<u8>| app.post_raw("/webhooks/mailgun", &json_type, bytes);
+    // No signature object; one made with another key.
+    let unsigned = post(bytes.clone()).await;
+    assert_eq!(
+        (unsigned.status, unsigned.error_code()),
+        (401, "missing_signature")
+    );
+    let forged = wrong_signer(&app, "mailgun")
+        .restamp(&bytes, app.now_secs())
+        .unwrap();
+    let forged = post(forged).await;
+    assert_eq!(
+        (forged.status, forged.error_code()),
+        (401, "invalid_signature")
+    );
+    assert_eq!(app.ledger_total().await, 0, "a 401 stores nothing");
+
+    let signer = app.source("mailgun");
+    let signed = signer.restamp(&bytes, app.now_secs()).unwrap();
+    let first = post(signed.clone()).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    assert_eq!(first.body["dedup_key"], "id:CPgfbmQMTCKtHW6uIWtuVe");
+    // The same request again, and Mailgun's retry with a fresh token.
+    let same = post(signed.clone()).await;
+    assert_eq!(
+        (same.status, same.id()),
+        (200, first.id()),
+        "{:?}",
+        same.body
+    );
+    let retry = post(signer.restamp(&bytes, app.now_secs()).unwrap()).await;
+    assert_eq!(
+        (retry.status, retry.id()),
+        (200, first.id()),
+        "{:?}",
+        retry.body
+    );
+    assert_eq!(retry.body["status"], "duplicate");
+
+    // The captured signature object carrying another event: refused.
+    let mut captured: serde_json::Value = serde_json::from_slice(&signed).unwrap();
+    captured["event-data"]["id"] = json!("forged-event-id");
+    captured["event-data"]["event"] = json!("unsubscribed");
+    let replayed = post(serde_json::to_vec(&captured).unwrap()).await;
+    assert_eq!(
+        (replayed.status, replayed.error_code()),
+        (401, "invalid_signature")
+    );
+    assert_eq!(app.ledger_total().await, 1);
+
+    let shown = event(&app, first.id()).await;
+    assert_eq!(shown["provider_event_id"], "CPgfbmQMTCKtHW6uIWtuVe");
+    assert_eq!(shown["action"], "delivered");
+    assert_eq!(shown["object_type"], "message");
+    assert_eq!(shown["object_id"], "20240508142109.1.ABCDEF@mg.example.com");
+    assert_eq!(shown["payload"]["event-data"], body["event-data"]);
+    event_time_is(
+        &app,
+        "mailgun",
+        ("message", "20240508142109.1.ABCDEF@mg.example.com"),
+        1_715_178_069_908,
+    )
+    .await;
+}
+
+async fn a_claimed_token_holds_for_its_event_until_it_is_forgotten(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let claim =
+        |source: &'static str, token: &'static str, event: &'static str, now: i64, forget: i64| {
+            let store = app.store.clone();
+            async move {
+                store
+                    .claim_token(source, token, event, now, forget)
+                    .await
+                    .unwrap()
+            }
+        };
+    assert!(claim("mailgun", "t1", "e1", 1_000, 0).await);
+    assert!(
+        claim("mailgun", "t1", "e1", 2_000, 0).await,
+        "the same event again"
+    );
+    assert!(
+        !claim("mailgun", "t1", "e2", 3_000, 0).await,
+        "another event"
+    );
+    // Tokens are per source.
+    assert!(claim("other", "t1", "e2", 3_000, 0).await);
+    // A claim at a later time forgets the tokens seen before its horizon.
+    assert!(claim("mailgun", "t2", "e3", 900_000, 500_000).await);
+    assert!(
+        claim("mailgun", "t1", "e2", 900_000, 500_000).await,
+        "t1 was forgotten"
+    );
+    assert!(!claim("mailgun", "t1", "e1", 900_001, 500_000).await);
 }

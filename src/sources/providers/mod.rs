@@ -28,6 +28,7 @@ pub mod github;
 pub mod gitlab;
 pub mod intercom;
 pub mod linear;
+pub mod mailgun;
 pub mod paddle;
 pub mod shopify;
 pub mod slack;
@@ -55,6 +56,7 @@ pub static PROVIDERS: &[&Provider] = &[
     &linear::PROVIDER,
     &intercom::PROVIDER,
     &woocommerce::PROVIDER,
+    &mailgun::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
@@ -95,6 +97,10 @@ pub struct Provider {
     /// each starting with the key it is about relative to the source
     /// (`.secret: …`, `: …`).
     pub check: fn(&SourceConfig) -> Vec<String>,
+    /// For a scheme whose MAC does not cover the event (Mailgun): the
+    /// verified payload's one-use token, which ingest claims for the
+    /// event's id (SPEC §11: the token with another event id is 401).
+    pub one_use_token: Option<fn(&Value) -> Option<String>>,
     /// A verified, parsed delivery that is a handshake rather than an
     /// event: its answer (computed with the source's first key).
     pub challenge: Option<fn(&Value, &HmacKey) -> Option<ChallengeAnswer>>,
@@ -134,6 +140,7 @@ pub const BASE: Provider = Provider {
     actions: || None,
     hash_window_secs: crate::config::DEFAULT_HASH_WINDOW_SECS,
     check: |_| Vec::new(),
+    one_use_token: None,
     challenge: None,
     domain_object: None,
     asymmetric: None,
