@@ -618,3 +618,80 @@ fn mailgun_restamps_its_signature_object_and_locates() {
     let github = super::vectors_providers::source("github", &["x"]);
     assert_eq!(github.one_use_token(&d), None);
 }
+
+// ---- Square -------------------------------------------------------------
+
+// Square's published vector: the test of `WebhooksHelper` in its SDKs
+// (square-python-sdk, square-nodejs-sdk, square-php-sdk, square-ruby-sdk,
+// square-java-sdk, square-go-sdk: the same body, URL, key and signature).
+const SQUARE_BODY: &str = r#"{"merchant_id":"MLEFBHHSJGVHD","type":"webhooks.test_notification","event_id":"ac3ac95b-f97d-458c-a6e6-18981597e05f","created_at":"2022-07-13T20:30:59.037339943Z","data":{"type":"webhooks","id":"bc368e64-01aa-407e-b46e-3231809b1129"}}"#;
+const SQUARE_SIG: &str = "GF4YkrJgGBDZ9NIYbNXBnMzqb2HoL4RW/S6vkZ9/2N4=";
+const SQUARE_KEY: &str = "Ibxx_5AKakO-3qeNVR61Dw";
+const SQUARE_URL: &str = "https://webhook.site/679a4f3a-dcfa-49ee-bac5-9d0edad886b9";
+
+fn square(key: &str, url: &str) -> Source {
+    let mut c = config("square", &[key]);
+    c.public_url = Some(url.to_string());
+    Source::new(c)
+}
+
+fn square_verify(s: &Source, sig: &str, body: &str) -> Result<(), SignatureError> {
+    verify(
+        s,
+        &[("x-square-hmacsha256-signature", sig)],
+        body.as_bytes(),
+        0,
+    )
+}
+
+#[test]
+fn square_accepts_its_published_vector_and_refuses_others() {
+    let s = square(SQUARE_KEY, SQUARE_URL);
+    assert_eq!(square_verify(&s, SQUARE_SIG, SQUARE_BODY), Ok(()));
+    let changed = SQUARE_BODY.replace("MLEFBHHSJGVHD", "MLEFBHHSJGVHE");
+    assert_eq!(square_verify(&s, SQUARE_SIG, &changed), Err(Invalid));
+    let wrong_key = square("another-key", SQUARE_URL);
+    assert_eq!(
+        square_verify(&wrong_key, SQUARE_SIG, SQUARE_BODY),
+        Err(Invalid)
+    );
+    // The URL is signed: another one (here with a trailing slash) fails.
+    let other_url = square(SQUARE_KEY, &format!("{SQUARE_URL}/"));
+    assert_eq!(
+        square_verify(&other_url, SQUARE_SIG, SQUARE_BODY),
+        Err(Invalid)
+    );
+    assert_eq!(verify(&s, &[], SQUARE_BODY.as_bytes(), 0), Err(Missing));
+    let signed = s.sign(&Vec::<(String, String)>::new(), SQUARE_BODY.as_bytes(), 0);
+    assert_eq!(
+        signed,
+        [(
+            "x-square-hmacsha256-signature".to_string(),
+            SQUARE_SIG.to_string()
+        )]
+    );
+    let d = parsed(&s, &[], &serde_json::from_str(SQUARE_BODY).unwrap());
+    assert_eq!(
+        d.event_id.as_deref(),
+        Some("ac3ac95b-f97d-458c-a6e6-18981597e05f")
+    );
+    assert_eq!(d.action.as_deref(), Some("webhooks.test_notification"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (
+            Some("webhooks"),
+            Some("bc368e64-01aa-407e-b46e-3231809b1129")
+        )
+    );
+    assert_eq!(d.event_time_ms, Some(1_657_744_259_037));
+}
+
+#[test]
+fn square_needs_a_public_url() {
+    let c = config("square", &[SQUARE_KEY]);
+    let problems = (c.preset.provider().check)(&c);
+    assert!(
+        problems[0].starts_with(".public_url: required"),
+        "{problems:?}"
+    );
+}

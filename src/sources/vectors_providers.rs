@@ -86,6 +86,12 @@ fn any_listed_secret_signs_for_every_preset() {
     // Every preset: a body signed with the old secret passes a source that
     // lists new and old, and fails one that lists only the new.
     let body = br#"{"id":"evt_1","type":"a.b","event_id":"e1","event":"a.b"}"#;
+    // Square and Twilio sign the URL they call as well.
+    let source = |preset: &str, secrets: &[&str]| {
+        let mut c = config(preset, secrets);
+        c.public_url = Some("https://hooks.example.com/webhooks/s".into());
+        Source::new(c)
+    };
     for preset in Preset::all().filter(|p| p.as_str() != "generic") {
         let (old, new) = match preset.as_str() {
             "standard" | "svix" => ("whsec_b2xkLXNlY3JldA==", "whsec_bmV3LXNlY3JldA=="),

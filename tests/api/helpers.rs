@@ -204,6 +204,11 @@ secret = "test-woocommerce"
 preset = "mailgun"
 secret = "test-mailgun"
 
+[sources.square]
+preset = "square"
+secret = "test-square"
+public_url = "https://hooks.example.com/webhooks/square"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

@@ -19,6 +19,7 @@ backend_tests!(
     woocommerce_deliveries_dedup_on_their_payload_hash_not_their_delivery_id,
     mailgun_events_dedup_on_their_id_and_a_token_serves_one_event,
     a_claimed_token_holds_for_its_event_until_it_is_forgotten,
+    square_deliveries_are_signed_over_the_public_url_and_dedup_on_their_event_id,
 );
 
 /// Processes the event and asserts the event time its domain row carries.
@@ -323,4 +324,48 @@ async fn a_claimed_token_holds_for_its_event_until_it_is_forgotten(backend: Back
         "t1 was forgotten"
     );
     assert!(!claim("mailgun", "t1", "e1", 900_001, 500_000).await);
+}
+
+async fn square_deliveries_are_signed_over_the_public_url_and_dedup_on_their_event_id(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let body = json!({"merchant_id": "6SSW7HV8K2ST5", "type": "payment.updated",
+        "event_id": "13b867cf-db3d-4b1c-90b6-2f32a9d78124", "created_at": "2024-05-08T14:21:09.123Z",
+        "data": {"type": "payment", "id": "KkAkhdMsgzn59SM8A89WgKwekxLZY",
+                 "object": {"payment": {"id": "KkAkhdMsgzn59SM8A89WgKwekxLZY", "status": "COMPLETED",
+                                        "amount_money": {"amount": 100, "currency": "USD"}}}}});
+    let expected = Expected {
+        dedup_key: Some("id:13b867cf-db3d-4b1c-90b6-2f32a9d78124"),
+        provider_event_id: json!("13b867cf-db3d-4b1c-90b6-2f32a9d78124"),
+        action: "payment.updated",
+        object_type: json!("payment"),
+        object_id: json!("KkAkhdMsgzn59SM8A89WgKwekxLZY"),
+    };
+    signed_redelivered_and_forged(&app, "square", &[], &body, expected).await;
+    event_time_is(
+        &app,
+        "square",
+        ("payment", "KkAkhdMsgzn59SM8A89WgKwekxLZY"),
+        1_715_178_069_123,
+    )
+    .await;
+    // The right key over another URL (a copy sent to another endpoint).
+    let mut elsewhere = app.config.sources["square"].clone();
+    elsewhere.public_url = Some("https://other.example.com/webhooks/square".into());
+    let mut other = body.clone();
+    other["event_id"] = json!("a-new-event");
+    let bytes = serde_json::to_vec(&other).unwrap();
+    let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+    headers.extend(hookledger::sources::Source::new(elsewhere).sign(
+        &headers,
+        &bytes,
+        app.now_secs(),
+    ));
+    let answer = app.post_raw("/webhooks/square", &headers, bytes).await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (401, "invalid_signature")
+    );
+    assert_eq!(app.ledger_total().await, 1);
 }

@@ -32,6 +32,7 @@ pub mod mailgun;
 pub mod paddle;
 pub mod shopify;
 pub mod slack;
+pub mod square;
 pub mod standard;
 pub mod stripe;
 pub mod svix;
@@ -57,6 +58,7 @@ pub static PROVIDERS: &[&Provider] = &[
     &intercom::PROVIDER,
     &woocommerce::PROVIDER,
     &mailgun::PROVIDER,
+    &square::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
