@@ -137,7 +137,12 @@ async fn handle(
         .map_err(|_| ApiError::RequestTimeout(timeout_secs))??;
 
     let received_at_ms = state.clock.now_ms();
-    source.verify(request.headers(), &body, received_at_ms.div_euclid(1000))?;
+    source.verify_request(
+        request.headers(),
+        request.query_string(),
+        &body,
+        received_at_ms.div_euclid(1000),
+    )?;
     let delivery = source
         .parse(kind, request.headers(), &body)
         .map_err(|e| ApiError::InvalidPayload(e.0))?;

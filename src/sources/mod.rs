@@ -258,10 +258,22 @@ impl Source {
     }
 
     /// Checks the signature (constant time) and then the timestamp tolerance.
-    /// `verify = "off"` sources always pass.
+    /// `verify = "off"` sources always pass. A request without a query string.
     pub fn verify(
         &self,
         headers: &dyn Headers,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<(), SignatureError> {
+        self.verify_request(headers, "", body, now_secs)
+    }
+
+    /// [`Source::verify`] of a request with its query string as received
+    /// (without the `?`), which Twilio's signature covers.
+    pub fn verify_request(
+        &self,
+        headers: &dyn Headers,
+        query: &str,
         body: &[u8],
         now_secs: i64,
     ) -> Result<(), SignatureError> {
@@ -275,6 +287,7 @@ impl Source {
             config: &self.config,
             keys: &self.keys,
             public_key: self.public_key.as_ref(),
+            query,
         })
     }
 

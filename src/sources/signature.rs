@@ -100,6 +100,9 @@ pub struct Signed<'a> {
     pub keys: &'a [HmacKey],
     /// The source's `public_key`, for a preset with an asymmetric scheme.
     pub public_key: Option<&'a ed25519_dalek::VerifyingKey>,
+    /// The request's query string as received (after `?`; empty without
+    /// one), for a scheme that signs the URL it called (Twilio).
+    pub query: &'a str,
 }
 
 impl Signed<'_> {

@@ -695,3 +695,179 @@ fn square_needs_a_public_url() {
         "{problems:?}"
     );
 }
+
+// ---- Twilio -------------------------------------------------------------
+
+// Twilio's published example ("Webhooks security" → "Validating signatures
+// from Twilio", twilio.com/docs/usage/security): auth token 12345, URL
+// https://mycompany.com/myapp.php?foo=1&bar=2, the five parameters below,
+// signature 0/KCTR6DLpKmkAf8muzZqo1nDgQ=. The JSON vector is the SDKs'
+// (twilio-python tests/unit/test_request_validator.py,
+// test_validation_of_body_succeeds; the same in twilio-csharp, -php, -go):
+// the body's hex SHA-256 in `bodySHA256`, signature a9nBmqA0ju/hNViExpshrM61xv4=.
+// The `:443` variant was computed with
+//   python3 -c 'import hmac,hashlib,base64; print(base64.b64encode(hmac.new(b"12345",
+//     b"https://mycompany.com:443/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDE"
+//     b"Caller+12349013030Digits1234From+12349013030To+18005551212",
+//     hashlib.sha1).digest()).decode())'
+const TWILIO_TOKEN: &str = "12345";
+const TWILIO_URL: &str = "https://mycompany.com/myapp.php";
+const TWILIO_QUERY: &str = "foo=1&bar=2";
+/// Out of order and percent-encoded, as a form body comes: the scheme sorts.
+const TWILIO_FORM: &str = "To=%2B18005551212&CallSid=CA1234567890ABCDE&Digits=1234&From=%2B12349013030&Caller=%2B12349013030";
+const TWILIO_SIG: &str = "0/KCTR6DLpKmkAf8muzZqo1nDgQ=";
+const TWILIO_SIG_443: &str = "EpDEmp1PyjDYp77YxYU3GILBWzE=";
+const TWILIO_JSON: &str = r#"{"property": "value", "boolean": true}"#;
+const TWILIO_JSON_SIG: &str = "a9nBmqA0ju/hNViExpshrM61xv4=";
+const TWILIO_JSON_SHA: &str = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+
+fn twilio(token: &str, url: &str) -> Source {
+    let mut c = config("twilio", &[token]);
+    c.public_url = Some(url.to_string());
+    Source::new(c)
+}
+
+fn twilio_verify(
+    s: &Source,
+    content_type: &str,
+    sig: &str,
+    query: &str,
+    body: &str,
+) -> Result<(), SignatureError> {
+    let headers = [("Content-Type", content_type), ("X-Twilio-Signature", sig)];
+    s.verify_request(&headers.to_vec(), query, body.as_bytes(), 0)
+}
+
+const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+
+#[test]
+fn twilio_accepts_its_published_vectors_and_refuses_others() {
+    let s = twilio(TWILIO_TOKEN, TWILIO_URL);
+    let form = |sig: &str, query: &str, body: &str| twilio_verify(&s, FORM_TYPE, sig, query, body);
+    assert_eq!(form(TWILIO_SIG, TWILIO_QUERY, TWILIO_FORM), Ok(()));
+    // With or without the default port, either way round.
+    assert_eq!(form(TWILIO_SIG_443, TWILIO_QUERY, TWILIO_FORM), Ok(()));
+    let with_port = twilio(TWILIO_TOKEN, "https://mycompany.com:443/myapp.php");
+    assert_eq!(
+        twilio_verify(&with_port, FORM_TYPE, TWILIO_SIG, TWILIO_QUERY, TWILIO_FORM),
+        Ok(())
+    );
+    // Changed parameter, wrong token, other or no query, another URL.
+    let changed = TWILIO_FORM.replace("Digits=1234", "Digits=9999");
+    assert_eq!(form(TWILIO_SIG, TWILIO_QUERY, &changed), Err(Invalid));
+    let added = format!("{TWILIO_FORM}&Extra=1");
+    assert_eq!(form(TWILIO_SIG, TWILIO_QUERY, &added), Err(Invalid));
+    let wrong = twilio("54321", TWILIO_URL);
+    assert_eq!(
+        twilio_verify(&wrong, FORM_TYPE, TWILIO_SIG, TWILIO_QUERY, TWILIO_FORM),
+        Err(Invalid)
+    );
+    assert_eq!(form(TWILIO_SIG, "foo=1&bar=3", TWILIO_FORM), Err(Invalid));
+    assert_eq!(form(TWILIO_SIG, "", TWILIO_FORM), Err(Invalid));
+    let elsewhere = twilio(TWILIO_TOKEN, "https://mycompany.com:8443/myapp.php");
+    assert_eq!(
+        twilio_verify(&elsewhere, FORM_TYPE, TWILIO_SIG, TWILIO_QUERY, TWILIO_FORM),
+        Err(Invalid)
+    );
+    let unsigned = [("Content-Type", FORM_TYPE)];
+    assert_eq!(
+        s.verify_request(&unsigned.to_vec(), TWILIO_QUERY, TWILIO_FORM.as_bytes(), 0),
+        Err(Missing)
+    );
+    // A form that does not decode to UTF-8 cannot be read for the check.
+    assert_eq!(form(TWILIO_SIG, TWILIO_QUERY, "Body=%FF%FE"), Err(Missing));
+
+    // JSON: the body's digest in the signed URL.
+    let json_type = "application/json";
+    let query = format!("{TWILIO_QUERY}&bodySHA256={TWILIO_JSON_SHA}");
+    let json = |sig: &str, query: &str, body: &str| twilio_verify(&s, json_type, sig, query, body);
+    assert_eq!(json(TWILIO_JSON_SIG, &query, TWILIO_JSON), Ok(()));
+    let tampered = TWILIO_JSON.replace("value", "evil");
+    assert_eq!(json(TWILIO_JSON_SIG, &query, &tampered), Err(Invalid));
+    // Without bodySHA256 the body is covered by nothing: refused.
+    let url_only = super::signature::HmacKey(TWILIO_TOKEN.into())
+        .tag1(&[b"https://mycompany.com/myapp.php?foo=1&bar=2"]);
+    let url_only = base64_of(&url_only);
+    assert_eq!(json(&url_only, TWILIO_QUERY, TWILIO_JSON), Err(Invalid));
+}
+
+#[test]
+fn twilio_sorts_stably_toggles_default_ports_and_locates() {
+    use super::providers::twilio::{signed_url, sorted_params, url_variants};
+    assert_eq!(sorted_params(b"b=2&a=1&b=1&c").unwrap(), b"a1b2b1c");
+    assert_eq!(
+        sorted_params(b"Body=Hello+w%C3%B6rld").unwrap(),
+        "BodyHello wörld".as_bytes()
+    );
+    // Byte order: upper case before lower case.
+    assert_eq!(sorted_params(b"a=1&B=2").unwrap(), b"B2a1");
+    assert_eq!(
+        signed_url("https://h/p?old=1", "new=2"),
+        "https://h/p?new=2"
+    );
+    assert_eq!(signed_url("https://h/p?old=1", ""), "https://h/p");
+    assert_eq!(
+        url_variants("https://h.example/p?q"),
+        ["https://h.example/p?q", "https://h.example:443/p?q"]
+    );
+    assert_eq!(
+        url_variants("http://u:pw@h.example:80/p"),
+        ["http://u:pw@h.example:80/p", "http://u:pw@h.example/p"]
+    );
+    assert_eq!(
+        url_variants("https://[::1]:8443/p"),
+        ["https://[::1]:8443/p"]
+    );
+    assert_eq!(
+        url_variants("https://[::1]/p"),
+        ["https://[::1]/p", "https://[::1]:443/p"]
+    );
+
+    // The sender's side calls `public_url` as written, query included: the
+    // published signature again.
+    let s = twilio(TWILIO_TOKEN, "https://mycompany.com/myapp.php?foo=1&bar=2");
+    let headers = [("Content-Type", FORM_TYPE)];
+    let signed = s.sign(&headers.to_vec(), TWILIO_FORM.as_bytes(), 0);
+    assert_eq!(
+        signed,
+        [("X-Twilio-Signature".to_string(), TWILIO_SIG.to_string())]
+    );
+    assert_eq!(
+        twilio_verify(&s, FORM_TYPE, TWILIO_SIG, TWILIO_QUERY, TWILIO_FORM),
+        Ok(())
+    );
+
+    let status = "MessageSid=SM1342fe1b2c904d1ab04f0fc7a58abca9&SmsSid=SM1342fe1b2c904d1ab04f0fc7a58abca9&MessageStatus=delivered&AccountSid=AC123&From=%2B15017250604&To=%2B15558675310";
+    let headers = [(
+        "I-Twilio-Idempotency-Token",
+        "4bd1c5ea-2b9e-4c2b-9a4e-3f1b3f1b3f1b",
+    )];
+    let d = s
+        .parse(super::BodyKind::Form, &headers.to_vec(), status.as_bytes())
+        .unwrap();
+    assert_eq!(
+        d.event_id.as_deref(),
+        Some("4bd1c5ea-2b9e-4c2b-9a4e-3f1b3f1b3f1b")
+    );
+    assert_eq!(d.action.as_deref(), Some("delivered"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("message"), Some("SM1342fe1b2c904d1ab04f0fc7a58abca9"))
+    );
+    let call = "CallSid=CA1234567890ABCDE&CallStatus=completed&AccountSid=AC123";
+    let d = s
+        .parse(
+            super::BodyKind::Form,
+            &Vec::<(String, String)>::new(),
+            call.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(d.action.as_deref(), Some("completed"));
+    assert_eq!(
+        (d.object_type.as_deref(), d.object_id.as_deref()),
+        (Some("call"), Some("CA1234567890ABCDE"))
+    );
+    assert_eq!((d.event_id, d.event_time_ms), (None, None));
+    let c = config("twilio", &[TWILIO_TOKEN]);
+    assert!((c.preset.provider().check)(&c)[0].starts_with(".public_url: required"));
+}

@@ -85,7 +85,7 @@ fn any_listed_secret_signs_for_every_preset() {
     );
     // Every preset: a body signed with the old secret passes a source that
     // lists new and old, and fails one that lists only the new.
-    let body = br#"{"id":"evt_1","type":"a.b","event_id":"e1","event":"a.b"}"#;
+    let json_body = br#"{"id":"evt_1","type":"a.b","event_id":"e1","event":"a.b"}"#;
     // Square and Twilio sign the URL they call as well.
     let source = |preset: &str, secrets: &[&str]| {
         let mut c = config(preset, secrets);
@@ -98,13 +98,27 @@ fn any_listed_secret_signs_for_every_preset() {
             _ => ("old-secret", "new-secret"),
         };
         let signer = source(preset.as_str(), &[old]);
+        // Twilio signs a form's parameters (a JSON body only with a
+        // bodySHA256 in the URL).
+        let (body, mut headers): (&[u8], Vec<(String, String)>) = match preset.as_str() {
+            "twilio" => (
+                b"id=evt_1&event=a.b",
+                vec![(
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                )],
+            ),
+            _ => (json_body, Vec::new()),
+        };
         // A preset that signs inside the body (Linear's time, Mailgun's
         // signature object) sends it fresh.
         let restamped = signer.restamp(body, 1_700_000_000);
         let signed_inside = restamped.is_some();
         let body = &restamped.unwrap_or_else(|| body.to_vec());
-        let sent = signer.sign(&Vec::<(String, String)>::new(), body, 1_700_000_000);
+        let sent = signer.sign(&headers, body, 1_700_000_000);
         assert!(!sent.is_empty() || signed_inside, "{preset:?}");
+        headers.extend(sent);
+        let sent = headers;
         let both = source(preset.as_str(), &[new, old]);
         assert_eq!(
             both.verify(&sent, body, 1_700_000_000),

@@ -209,6 +209,11 @@ preset = "square"
 secret = "test-square"
 public_url = "https://hooks.example.com/webhooks/square"
 
+[sources.twilio]
+preset = "twilio"
+secret = "test-twilio"
+public_url = "https://hooks.example.com/webhooks/twilio"
+
 [sources.orders]
 preset = "generic"
 verify = "off"

@@ -6,6 +6,7 @@
 //! writes with it).
 
 use serde_json::json;
+use sha2::Digest as _;
 
 use crate::backend_tests;
 use crate::helpers::*;
@@ -20,6 +21,7 @@ backend_tests!(
     mailgun_events_dedup_on_their_id_and_a_token_serves_one_event,
     a_claimed_token_holds_for_its_event_until_it_is_forgotten,
     square_deliveries_are_signed_over_the_public_url_and_dedup_on_their_event_id,
+    twilio_status_callbacks_are_signed_over_url_query_and_form_and_dedup_on_their_token,
 );
 
 /// Processes the event and asserts the event time its domain row carries.
@@ -368,4 +370,123 @@ async fn square_deliveries_are_signed_over_the_public_url_and_dedup_on_their_eve
         (401, "invalid_signature")
     );
     assert_eq!(app.ledger_total().await, 1);
+}
+
+/// `app`'s twilio source signing as if its `public_url` were `url`.
+fn twilio_signer(app: &TestApp, url: &str) -> hookledger::sources::Source {
+    let mut config = app.config.sources["twilio"].clone();
+    config.public_url = Some(url.into());
+    hookledger::sources::Source::new(config)
+}
+
+async fn twilio_status_callbacks_are_signed_over_url_query_and_form_and_dedup_on_their_token(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let arrival_ms = app.clock.now_ms();
+    let form_type = "application/x-www-form-urlencoded";
+    let form =
+        "SmsSid=SM1342fe1b2c904d1ab04f0fc7a58abca9&SmsStatus=delivered&MessageStatus=delivered\
+                &To=%2B15558675310&MessageSid=SM1342fe1b2c904d1ab04f0fc7a58abca9&AccountSid=AC0123\
+                &From=%2B15017250604&ApiVersion=2010-04-01";
+    let token = "4bd1c5ea-2b9e-4c2b-9a4e-3f1b3f1b3f1b";
+    let headers = [("I-Twilio-Idempotency-Token", token)];
+    let with_type = |extra: &[(&str, &str)]| {
+        let mut all = vec![("Content-Type".to_string(), form_type.to_string())];
+        all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        all
+    };
+    // Signed with another auth token: 401, nothing stored.
+    let mut forged = with_type(&headers);
+    forged.extend(wrong_signer(&app, "twilio").sign(&forged, form.as_bytes(), app.now_secs()));
+    let answer = app
+        .post_raw("/webhooks/twilio", &forged, form.as_bytes().to_vec())
+        .await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (401, "invalid_signature")
+    );
+    assert_eq!(app.ledger_total().await, 0);
+
+    let first = app
+        .deliver_bytes("twilio", form_type, &headers, form.into())
+        .await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    assert_eq!(first.body["dedup_key"], format!("id:{token}"));
+    let again = app
+        .deliver_bytes("twilio", form_type, &headers, form.into())
+        .await;
+    assert_eq!(
+        (again.status, again.id()),
+        (200, first.id()),
+        "{:?}",
+        again.body
+    );
+    assert_eq!(again.body["status"], "duplicate");
+    let shown = event(&app, first.id()).await;
+    assert_eq!(shown["provider_event_id"], token);
+    assert_eq!(shown["action"], "delivered");
+    assert_eq!(shown["object_type"], "message");
+    assert_eq!(shown["object_id"], "SM1342fe1b2c904d1ab04f0fc7a58abca9");
+    assert_eq!(shown["payload"]["From"], "+15017250604");
+    // SPEC §11 names no event time for Twilio: arrival.
+    event_time_is(
+        &app,
+        "twilio",
+        ("message", "SM1342fe1b2c904d1ab04f0fc7a58abca9"),
+        arrival_ms,
+    )
+    .await;
+
+    // The query string as received is signed: with it, 202; the same
+    // signature on the URL without it, 401.
+    let call = "CallSid=CA1234567890ABCDE&CallStatus=completed&AccountSid=AC0123";
+    let mut signed = with_type(&[("I-Twilio-Idempotency-Token", "call-1")]);
+    let signer = twilio_signer(
+        &app,
+        "https://hooks.example.com/webhooks/twilio?leg=outbound",
+    );
+    signed.extend(signer.sign(&signed, call.as_bytes(), app.now_secs()));
+    let bare = app.post_raw("/webhooks/twilio", &signed, call.into()).await;
+    assert_eq!((bare.status, bare.error_code()), (401, "invalid_signature"));
+    let queried = app
+        .post_raw("/webhooks/twilio?leg=outbound", &signed, call.into())
+        .await;
+    assert_eq!(queried.status, 202, "{:?}", queried.body);
+    assert_eq!(event(&app, queried.id()).await["object_type"], "call");
+    // Signed with the default port written out: accepted too.
+    let mut signed = with_type(&[("I-Twilio-Idempotency-Token", "call-2")]);
+    let signer = twilio_signer(&app, "https://hooks.example.com:443/webhooks/twilio");
+    let completed = "CallSid=CA99&CallStatus=busy";
+    signed.extend(signer.sign(&signed, completed.as_bytes(), app.now_secs()));
+    let ported = app
+        .post_raw("/webhooks/twilio", &signed, completed.into())
+        .await;
+    assert_eq!(ported.status, 202, "{:?}", ported.body);
+    // A JSON body: its hex SHA-256 in the signed URL's bodySHA256.
+    let json_body = br#"{"MessageSid":"SM77","MessageStatus":"read"}"#.to_vec();
+    let digest = hex::encode(sha2::Sha256::digest(&json_body));
+    let query = format!("bodySHA256={digest}");
+    let signer = twilio_signer(
+        &app,
+        &format!("https://hooks.example.com/webhooks/twilio?{query}"),
+    );
+    let mut signed = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        (
+            "I-Twilio-Idempotency-Token".to_string(),
+            "json-1".to_string(),
+        ),
+    ];
+    signed.extend(signer.sign(&signed, &json_body, app.now_secs()));
+    let path = format!("/webhooks/twilio?{query}");
+    let tampered = br#"{"MessageSid":"SM77","MessageStatus":"failed"}"#.to_vec();
+    let answer = app.post_raw(&path, &signed, tampered).await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (401, "invalid_signature")
+    );
+    let answer = app.post_raw(&path, &signed, json_body).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(app.ledger_total().await, 4);
 }

@@ -36,6 +36,7 @@ pub mod square;
 pub mod standard;
 pub mod stripe;
 pub mod svix;
+pub mod twilio;
 pub mod typeform;
 pub mod woocommerce;
 pub mod zoom;
@@ -59,6 +60,7 @@ pub static PROVIDERS: &[&Provider] = &[
     &woocommerce::PROVIDER,
     &mailgun::PROVIDER,
     &square::PROVIDER,
+    &twilio::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
