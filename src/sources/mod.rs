@@ -26,6 +26,8 @@ mod tests;
 #[cfg(test)]
 mod vectors;
 #[cfg(test)]
+mod vectors_in_body_and_url;
+#[cfg(test)]
 mod vectors_more;
 #[cfg(test)]
 mod vectors_providers;
