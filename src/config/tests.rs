@@ -446,3 +446,24 @@ fn a_public_key_stands_in_for_a_secret_only_for_the_standard_preset() {
     ));
     assert!(found[0].starts_with("sources.a.public_key: "), "{found:?}");
 }
+
+#[test]
+fn square_and_twilio_need_a_public_url_when_signed() {
+    for preset in ["square", "twilio"] {
+        let found = problems(&format!(
+            "{MINIMAL}[sources.a]\npreset = \"{preset}\"\nsecret = \"k\"\n"
+        ));
+        assert!(
+            found[0].starts_with(&format!(
+                "sources.a.public_url: required by the {preset} preset"
+            )),
+            "{found:?}"
+        );
+        let ok = format!(
+            "{MINIMAL}[sources.a]\npreset = \"{preset}\"\nsecret = \"k\"\npublic_url = \"https://h.example/webhooks/a\"\n"
+        );
+        assert!(load_str(&ok, &env(&[])).is_ok());
+        let unsigned = format!("{MINIMAL}[sources.a]\npreset = \"{preset}\"\nverify = \"off\"\n");
+        assert!(load_str(&unsigned, &env(&[])).is_ok());
+    }
+}

@@ -42,7 +42,8 @@ pub const PROVIDER: Provider = Provider {
 };
 
 fn check(config: &SourceConfig) -> Vec<String> {
-    if config.public_url.is_none() {
+    // Only a signed source needs it (`verify = "off"` checks nothing).
+    if config.public_url.is_none() && !config.secrets.is_empty() {
         vec![
             ".public_url: required by the twilio preset (Twilio signs the URL it calls, e.g. \
               \"https://hooks.example.com/webhooks/twilio\")"
