@@ -21,7 +21,9 @@ use crate::config::Config;
 const SHIPPED_CONFIG: &str = include_str!("../hookledger.toml");
 
 /// Keys of the shipped config whose literal values are credentials.
-const CREDENTIAL_KEYS: [&str; 2] = ["admin_token", "secret"];
+/// A shipped `public_key` is one too: its private key is in the repository
+/// beside its fixture, so anyone can sign for it.
+const CREDENTIAL_KEYS: [&str; 3] = ["admin_token", "secret", "public_key"];
 
 /// The forms a credential takes in use: its bytes without surrounding
 /// whitespace, and the HMAC key it decodes to if it is a Standard Webhooks
@@ -30,6 +32,9 @@ fn effective_forms(value: &str) -> Vec<Vec<u8>> {
     let trimmed = value.trim();
     let mut forms = vec![trimmed.as_bytes().to_vec()];
     forms.extend(crate::sources::standard_webhooks_key(trimmed));
+    forms.extend(
+        crate::sources::providers::standard::public_key(trimmed).map(|k| k.to_bytes().to_vec()),
+    );
     forms
 }
 
@@ -79,6 +84,13 @@ pub fn keys_in_use(config: &Config) -> Vec<String> {
         {
             keys.push(format!("sources.{name}.secret"));
         }
+        if source
+            .public_key
+            .as_deref()
+            .is_some_and(|k| is_shipped(&shipped, k))
+        {
+            keys.push(format!("sources.{name}.public_key"));
+        }
     }
     keys
 }
@@ -125,6 +137,9 @@ mod tests {
         for (name, source) in &config.sources {
             if !source.secrets.is_empty() {
                 expected.push(format!("sources.{name}.secret"));
+            }
+            if source.public_key.is_some() {
+                expected.push(format!("sources.{name}.public_key"));
             }
         }
         assert!(expected.len() > 2, "{expected:?}");

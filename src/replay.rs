@@ -24,6 +24,11 @@ pub struct Fixture {
     pub headers: std::collections::BTreeMap<String, String>,
     pub body: Option<serde_json::Value>,
     pub body_text: Option<String>,
+    /// A file beside the fixture holding the private key (`whsk_…`) its
+    /// source's asymmetric scheme signs with (the `standard` preset with
+    /// `public_key`, SPEC §11): a development key, public like the
+    /// shipped secrets.
+    pub signing_key: Option<String>,
 }
 
 impl Fixture {
@@ -169,7 +174,16 @@ pub async fn run(
                 fixture.source
             )
         })?;
-        let source = Arc::new(Source::new(source_config.clone()));
+        let mut source = Source::new(source_config.clone());
+        if let Some(file) = &fixture.signing_key {
+            let key_path = path.parent().unwrap_or(Path::new(".")).join(file);
+            let text = std::fs::read_to_string(&key_path)
+                .with_context(|| format!("reading {}", key_path.display()))?;
+            source = source
+                .with_signing_key(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", key_path.display()))?;
+        }
+        let source = Arc::new(source);
         let body = fixture.body_bytes();
         // An id the signer had to make up (Standard Webhooks without
         // `webhook-id`) is kept for every copy, so copies are duplicates.
@@ -232,10 +246,16 @@ async fn send<'a>(
     p: &'a Prepared,
 ) -> (u16, String, &'a Prepared) {
     let now = chrono::Utc::now().timestamp();
+    // A timestamp or signature inside the body is made fresh first.
+    let body = p
+        .source
+        .restamp(&p.body, now)
+        .unwrap_or_else(|| p.body.clone());
+    let headers = p.fixture.signed_headers(&p.source, &body, now);
     let mut request = client
         .post(format!("{base}/webhooks/{}", p.fixture.source))
-        .body(p.body.clone());
-    for (name, value) in p.fixture.signed_headers(&p.source, &p.body, now) {
+        .body(body);
+    for (name, value) in headers {
         request = request.header(name, value);
     }
     match request.send().await {

@@ -246,6 +246,9 @@ pub struct SourceConfig {
     pub secrets: Vec<Secret>,
     /// The URL the provider calls, for schemes that sign it (Twilio, Square).
     pub public_url: Option<String>,
+    /// `whpk_…`: the Ed25519 public key of an asymmetric scheme (the
+    /// `standard` preset's `v1a`, SPEC §11); with it `secret` may be absent.
+    pub public_key: Option<String>,
     pub tolerance_secs: u64,
     /// Generic preset: the header carrying HMAC-SHA256(secret, body).
     pub signature_header: Option<String>,

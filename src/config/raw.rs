@@ -63,6 +63,7 @@ pub(super) struct RawSource {
     pub(super) preset: String,
     pub(super) secret: Option<Secrets>,
     pub(super) public_url: Option<String>,
+    pub(super) public_key: Option<String>,
     pub(super) verify: Option<String>,
     pub(super) tolerance_secs: Option<u64>,
     pub(super) signature_header: Option<String>,

@@ -416,3 +416,54 @@ fn a_secret_may_be_a_list_and_presets_come_from_the_table() {
         assert!(found[0].contains(name), "{name} missing from {found:?}");
     }
 }
+
+#[test]
+fn a_public_key_stands_in_for_a_secret_only_for_the_standard_preset() {
+    let key = "whpk_Veo+KZRz2RJ/3b+IW9TICWGua6m6vCgPR5PwgDjCBSI=";
+    let config = load_str(
+        &format!("{MINIMAL}[sources.a]\npreset = \"standard\"\npublic_key = \"{key}\"\n"),
+        &env(&[]),
+    )
+    .unwrap();
+    assert!(config.sources["a"].secrets.is_empty());
+    assert_eq!(config.sources["a"].public_key.as_deref(), Some(key));
+    let found = problems(&format!(
+        "{MINIMAL}[sources.a]\npreset = \"github\"\nsecret = \"x\"\npublic_key = \"{key}\"\n"
+    ));
+    assert_eq!(
+        found,
+        ["sources.a.public_key: the github preset verifies no public-key signature"]
+    );
+    let found = problems(&format!(
+        "{MINIMAL}[sources.a]\npreset = \"standard\"\nverify = \"off\"\npublic_key = \"{key}\"\n"
+    ));
+    assert_eq!(
+        found,
+        ["sources.a: has both a public_key and verify = \"off\""]
+    );
+    let found = problems(&format!(
+        "{MINIMAL}[sources.a]\npreset = \"standard\"\npublic_key = \"whpk_aGVsbG8=\"\n"
+    ));
+    assert!(found[0].starts_with("sources.a.public_key: "), "{found:?}");
+}
+
+#[test]
+fn square_and_twilio_need_a_public_url_when_signed() {
+    for preset in ["square", "twilio"] {
+        let found = problems(&format!(
+            "{MINIMAL}[sources.a]\npreset = \"{preset}\"\nsecret = \"k\"\n"
+        ));
+        assert!(
+            found[0].starts_with(&format!(
+                "sources.a.public_url: required by the {preset} preset"
+            )),
+            "{found:?}"
+        );
+        let ok = format!(
+            "{MINIMAL}[sources.a]\npreset = \"{preset}\"\nsecret = \"k\"\npublic_url = \"https://h.example/webhooks/a\"\n"
+        );
+        assert!(load_str(&ok, &env(&[])).is_ok());
+        let unsigned = format!("{MINIMAL}[sources.a]\npreset = \"{preset}\"\nverify = \"off\"\n");
+        assert!(load_str(&unsigned, &env(&[])).is_ok());
+    }
+}

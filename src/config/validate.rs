@@ -201,6 +201,17 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
             false
         }
     };
+    if raw.public_key.is_some() {
+        if verify_off {
+            problems.push(format!("{at}: has both a public_key and verify = \"off\""));
+        }
+        if preset.is_some_and(|p| p.provider().asymmetric.is_none()) {
+            problems.push(format!(
+                "{at}.public_key: the {} preset verifies no public-key signature",
+                raw.preset
+            ));
+        }
+    }
     let secrets = raw.secret.map(|s| s.into_vec());
     let secrets = match (secrets, verify_off) {
         (Some(_), true) => {
@@ -217,6 +228,8 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
         }
         (Some(list), false) => list,
         (None, true) => Vec::new(),
+        // An asymmetric scheme: the public key verifies, no secret needed.
+        (None, false) if raw.public_key.is_some() => Vec::new(),
         (None, false) => {
             problems.push(format!(
                 "{at}: has no secret; an unsigned source must say verify = \"off\""
@@ -293,6 +306,7 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
         preset: preset?,
         secrets,
         public_url: raw.public_url,
+        public_key: raw.public_key,
         tolerance_secs: raw.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS),
         signature_header: raw.signature_header,
         signature_encoding,

@@ -137,7 +137,12 @@ async fn handle(
         .map_err(|_| ApiError::RequestTimeout(timeout_secs))??;
 
     let received_at_ms = state.clock.now_ms();
-    source.verify(request.headers(), &body, received_at_ms.div_euclid(1000))?;
+    source.verify_request(
+        request.headers(),
+        request.query_string(),
+        &body,
+        received_at_ms.div_euclid(1000),
+    )?;
     let delivery = source
         .parse(kind, request.headers(), &body)
         .map_err(|e| ApiError::InvalidPayload(e.0))?;
@@ -146,6 +151,29 @@ async fn handle(
         return Ok(Handled::Challenge(reply));
     }
     let body_hash = dedup::body_hash(kind, &body, &delivery.payload);
+    // Mailgun signs a token, not the event: a token is good for one event.
+    if let Some(token) = source.one_use_token(&delivery) {
+        let event = delivery.event_id.as_deref().unwrap_or(&body_hash);
+        // A claim is of no use once its timestamp, up to the tolerance
+        // ahead of arrival when first seen, is past the tolerance behind.
+        let keep_ms = i64::try_from(source.config.tolerance_secs)
+            .unwrap_or(i64::MAX / 4_000)
+            .saturating_mul(2_000)
+            .saturating_add(60_000);
+        let first_use = state
+            .store
+            .claim_token(
+                name,
+                &token,
+                event,
+                received_at_ms,
+                received_at_ms.saturating_sub(keep_ms),
+            )
+            .await?;
+        if !first_use {
+            return Err(ApiError::Signature(sources::SignatureError::Invalid));
+        }
+    }
     let plan = dedup::plan(
         &delivery,
         source.actions(),

@@ -26,6 +26,10 @@ mod tests;
 #[cfg(test)]
 mod vectors;
 #[cfg(test)]
+mod vectors_in_body_and_url;
+#[cfg(test)]
+mod vectors_more;
+#[cfg(test)]
 mod vectors_providers;
 
 pub use body::body_kind;
@@ -188,6 +192,10 @@ pub struct Source {
     /// The preset's default action table (Acuity), used when the source has
     /// none of its own.
     default_actions: Option<BTreeMap<String, ActionRule>>,
+    /// The configured `public_key`, for a preset with an asymmetric scheme.
+    public_key: Option<ed25519_dalek::VerifyingKey>,
+    /// A sender's private key ([`Source::with_signing_key`]: replay, tests).
+    signing_key: Option<signature::PrivateKey>,
 }
 
 impl Source {
@@ -203,13 +211,34 @@ impl Source {
                 .collect(),
             rules: locate::Rules::new(&config),
             default_actions: (provider.actions)(),
+            public_key: provider
+                .asymmetric
+                .zip(config.public_key.as_deref())
+                .and_then(|(scheme, text)| (scheme.public_key)(text)),
+            signing_key: None,
             config,
         }
     }
 
-    /// `verify = "off"`: no secret (and no public key) at all.
+    /// This source signing as a sender holding the private key of its
+    /// `public_key` would (`whsk_…`); `Err` when the preset has no
+    /// asymmetric scheme or the key is malformed.
+    pub fn with_signing_key(mut self, private_key: &str) -> Result<Source, String> {
+        let scheme = self.provider.asymmetric.ok_or_else(|| {
+            format!(
+                "the {} preset signs with no private key",
+                self.provider.name
+            )
+        })?;
+        let key = (scheme.signing_key)(private_key.trim())
+            .ok_or_else(|| "a malformed private key".to_string())?;
+        self.signing_key = Some(signature::PrivateKey(key));
+        Ok(self)
+    }
+
+    /// `verify = "off"`: no secret and no public key at all.
     fn unsigned(&self) -> bool {
-        self.config.secrets.is_empty()
+        self.config.secrets.is_empty() && self.config.public_key.is_none()
     }
 
     /// Where a processed event's domain data is in its payload (Stripe:
@@ -231,10 +260,22 @@ impl Source {
     }
 
     /// Checks the signature (constant time) and then the timestamp tolerance.
-    /// `verify = "off"` sources always pass.
+    /// `verify = "off"` sources always pass. A request without a query string.
     pub fn verify(
         &self,
         headers: &dyn Headers,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<(), SignatureError> {
+        self.verify_request(headers, "", body, now_secs)
+    }
+
+    /// [`Source::verify`] of a request with its query string as received
+    /// (without the `?`), which Twilio's signature covers.
+    pub fn verify_request(
+        &self,
+        headers: &dyn Headers,
+        query: &str,
         body: &[u8],
         now_secs: i64,
     ) -> Result<(), SignatureError> {
@@ -247,6 +288,8 @@ impl Source {
             now_secs,
             config: &self.config,
             keys: &self.keys,
+            public_key: self.public_key.as_ref(),
+            query,
         })
     }
 
@@ -256,6 +299,16 @@ impl Source {
     pub fn challenge(&self, delivery: &Delivery) -> Option<serde_json::Value> {
         let answer = self.provider.challenge?;
         answer(&delivery.payload, self.keys.first()?)
+    }
+
+    /// The one-use token of a verified delivery whose scheme's MAC does
+    /// not cover the event (Mailgun's `/signature/token`): ingest claims it
+    /// for the delivery's event id, and refuses it with any other.
+    pub fn one_use_token(&self, delivery: &Delivery) -> Option<String> {
+        if self.unsigned() {
+            return None;
+        }
+        (self.provider.one_use_token?)(&delivery.payload)
     }
 
     /// Parses a verified body and locates ids, action, object and event time.
@@ -315,10 +368,37 @@ impl Source {
             .unwrap_or(arrival_ms)
     }
 
+    /// The body a sender of this preset would send at `now_secs`, for the
+    /// schemes that sign inside it (Linear's `webhookTimestamp`, Mailgun's
+    /// `signature` object: rewritten, fresh); `None` for the others, and
+    /// for a body the scheme cannot rewrite. Sign the result.
+    pub fn restamp(&self, body: &[u8], now_secs: i64) -> Option<Vec<u8>> {
+        let restamp = self.provider.restamp?;
+        let key = self.keys.first()?;
+        restamp(&signature::ToSign {
+            headers: &Vec::<(String, String)>::new(),
+            body,
+            now_secs,
+            config: &self.config,
+            key,
+        })
+    }
+
     /// The headers a sender of this preset would add to sign `body` at `now_secs`
     /// (replaces any in `headers`); for Standard Webhooks, `webhook-id` is kept from
     /// `headers` when present, else generated and returned too.
+    /// A source given a private key ([`Source::with_signing_key`]) signs
+    /// with it, by its asymmetric scheme.
     pub fn sign(&self, headers: &dyn Headers, body: &[u8], now_secs: i64) -> Vec<(String, String)> {
+        if let (Some(scheme), Some(key)) = (self.provider.asymmetric, &self.signing_key) {
+            return (scheme.sign)(&signature::ToSign {
+                headers,
+                body,
+                now_secs,
+                config: &self.config,
+                key: &key.0,
+            });
+        }
         let Some(key) = self.keys.first() else {
             return Vec::new();
         };

@@ -26,6 +26,7 @@ use super::{field_value, trim_ows, Headers, SignatureError};
 use crate::config::SourceConfig;
 
 pub type HmacSha256 = Hmac<Sha256>;
+pub type HmacSha1 = Hmac<sha1::Sha1>;
 
 /// Standard base64 that accepts input with or without `=` padding (senders
 /// and secret generators differ); the bytes compared are the same.
@@ -59,9 +60,34 @@ impl HmacKey {
         self.sha256(parts).finalize().into_bytes().to_vec()
     }
 
+    /// An HMAC-SHA1 over `parts` (Intercom, Twilio: the providers'
+    /// schemes, not a choice of ours).
+    pub fn sha1(&self, parts: &[&[u8]]) -> HmacSha1 {
+        let mut mac = HmacSha1::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac
+    }
+
+    /// The HMAC-SHA1 tag over `parts`.
+    pub fn tag1(&self, parts: &[&[u8]]) -> Vec<u8> {
+        self.sha1(parts).finalize().into_bytes().to_vec()
+    }
+
     /// The raw key, for schemes that compare the secret itself (GitLab).
     pub fn bytes(&self) -> &[u8] {
         &self.0
+    }
+}
+
+/// A sender's Ed25519 private key (replay, tests): used, never printed.
+#[derive(Clone)]
+pub struct PrivateKey(pub ed25519_dalek::SigningKey);
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKey([redacted])")
     }
 }
 
@@ -72,6 +98,11 @@ pub struct Signed<'a> {
     pub now_secs: i64,
     pub config: &'a SourceConfig,
     pub keys: &'a [HmacKey],
+    /// The source's `public_key`, for a preset with an asymmetric scheme.
+    pub public_key: Option<&'a ed25519_dalek::VerifyingKey>,
+    /// The request's query string as received (after `?`; empty without
+    /// one), for a scheme that signs the URL it called (Twilio).
+    pub query: &'a str,
 }
 
 impl Signed<'_> {
@@ -100,13 +131,14 @@ impl Signed<'_> {
     }
 }
 
-/// One body to sign, with the source's first key.
-pub struct ToSign<'a> {
+/// One body to sign, with the source's first key (or, for an asymmetric
+/// scheme, a private key: `K = ed25519_dalek::SigningKey`).
+pub struct ToSign<'a, K = HmacKey> {
     pub headers: &'a dyn Headers,
     pub body: &'a [u8],
     pub now_secs: i64,
     pub config: &'a SourceConfig,
-    pub key: &'a HmacKey,
+    pub key: &'a K,
 }
 
 /// The header's field value (as `locate` reads ids: the same bytes).

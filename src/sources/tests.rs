@@ -15,6 +15,7 @@ fn config(preset: Preset, secret: Option<&str>) -> SourceConfig {
         preset,
         secrets: secret.map(Secret::new).into_iter().collect(),
         public_url: None,
+        public_key: None,
         tolerance_secs: 300,
         signature_header: None,
         signature_encoding: SignatureEncoding::Hex,

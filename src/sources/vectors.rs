@@ -20,6 +20,7 @@ fn config(preset: Preset, secret: &str) -> SourceConfig {
         preset,
         secrets: vec![Secret::new(secret)],
         public_url: None,
+        public_key: None,
         tolerance_secs: 300,
         signature_header: None,
         signature_encoding: SignatureEncoding::Hex,

@@ -11,12 +11,13 @@ use super::{BodyKind, Delivery, SignatureError, Source};
 use crate::config::{Preset, Secret, SignatureEncoding, SourceConfig};
 use SignatureError::*;
 
-fn config(preset: &str, secrets: &[&str]) -> SourceConfig {
+pub(super) fn config(preset: &str, secrets: &[&str]) -> SourceConfig {
     SourceConfig {
         name: preset.into(),
         preset: Preset::named(preset),
         secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
         public_url: None,
+        public_key: None,
         tolerance_secs: 300,
         signature_header: None,
         signature_encoding: SignatureEncoding::Hex,
@@ -33,11 +34,11 @@ fn config(preset: &str, secrets: &[&str]) -> SourceConfig {
     }
 }
 
-fn source(preset: &str, secrets: &[&str]) -> Source {
+pub(super) fn source(preset: &str, secrets: &[&str]) -> Source {
     Source::new(config(preset, secrets))
 }
 
-fn verify(
+pub(super) fn verify(
     s: &Source,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -46,7 +47,7 @@ fn verify(
     s.verify(&headers.to_vec(), body, now)
 }
 
-fn parsed(s: &Source, headers: &[(&str, &str)], body: &Value) -> Delivery {
+pub(super) fn parsed(s: &Source, headers: &[(&str, &str)], body: &Value) -> Delivery {
     s.parse(
         BodyKind::Json,
         &headers.to_vec(),
@@ -84,15 +85,40 @@ fn any_listed_secret_signs_for_every_preset() {
     );
     // Every preset: a body signed with the old secret passes a source that
     // lists new and old, and fails one that lists only the new.
-    let body = br#"{"id":"evt_1","type":"a.b","event_id":"e1","event":"a.b"}"#;
+    let json_body = br#"{"id":"evt_1","type":"a.b","event_id":"e1","event":"a.b"}"#;
+    // Square and Twilio sign the URL they call as well.
+    let source = |preset: &str, secrets: &[&str]| {
+        let mut c = config(preset, secrets);
+        c.public_url = Some("https://hooks.example.com/webhooks/s".into());
+        Source::new(c)
+    };
     for preset in Preset::all().filter(|p| p.as_str() != "generic") {
         let (old, new) = match preset.as_str() {
             "standard" | "svix" => ("whsec_b2xkLXNlY3JldA==", "whsec_bmV3LXNlY3JldA=="),
             _ => ("old-secret", "new-secret"),
         };
         let signer = source(preset.as_str(), &[old]);
-        let sent = signer.sign(&Vec::<(String, String)>::new(), body, 1_700_000_000);
-        assert!(!sent.is_empty(), "{preset:?}");
+        // Twilio signs a form's parameters (a JSON body only with a
+        // bodySHA256 in the URL).
+        let (body, mut headers): (&[u8], Vec<(String, String)>) = match preset.as_str() {
+            "twilio" => (
+                b"id=evt_1&event=a.b",
+                vec![(
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                )],
+            ),
+            _ => (json_body, Vec::new()),
+        };
+        // A preset that signs inside the body (Linear's time, Mailgun's
+        // signature object) sends it fresh.
+        let restamped = signer.restamp(body, 1_700_000_000);
+        let signed_inside = restamped.is_some();
+        let body = &restamped.unwrap_or_else(|| body.to_vec());
+        let sent = signer.sign(&headers, body, 1_700_000_000);
+        assert!(!sent.is_empty() || signed_inside, "{preset:?}");
+        headers.extend(sent);
+        let sent = headers;
         let both = source(preset.as_str(), &[new, old]);
         assert_eq!(
             both.verify(&sent, body, 1_700_000_000),

@@ -33,6 +33,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod queue;
 mod sqlite_ledger;
+mod tokens;
 
 use std::future::Future;
 use std::pin::pin;

@@ -156,6 +156,10 @@ secret = "test-acuity"
 preset = "standard"
 secret = "whsec_dGVzdC1zdGFuZGFyZC13ZWJob29rcy1rZXk="
 
+[sources.standard_ed25519]
+preset = "standard"
+public_key = "whpk_LU0t22iZe/+0OJrKyeUc2BMhv+dlaDmXYwbTbESIwBU="
+
 [sources.slack]
 preset = "slack"
 secret = "test-slack"
@@ -179,6 +183,36 @@ secret = "test-bitbucket"
 [sources.typeform]
 preset = "typeform"
 secret = "test-typeform"
+
+[sources.gitlab]
+preset = "gitlab"
+secret = "test-gitlab"
+
+[sources.linear]
+preset = "linear"
+secret = "test-linear"
+
+[sources.intercom]
+preset = "intercom"
+secret = "test-intercom"
+
+[sources.woocommerce]
+preset = "woocommerce"
+secret = "test-woocommerce"
+
+[sources.mailgun]
+preset = "mailgun"
+secret = "test-mailgun"
+
+[sources.square]
+preset = "square"
+secret = "test-square"
+public_url = "https://hooks.example.com/webhooks/square"
+
+[sources.twilio]
+preset = "twilio"
+secret = "test-twilio"
+public_url = "https://hooks.example.com/webhooks/twilio"
 
 [sources.orders]
 preset = "generic"
@@ -337,8 +371,20 @@ pub async fn read(response: reqwest::Response) -> Answer {
 }
 
 impl TestApp {
+    /// The source as its provider signs: a source with a `public_key`
+    /// signs with the development private key kept beside its fixture.
     pub fn source(&self, name: &str) -> Source {
-        Source::new(self.config.sources[name].clone())
+        let config = self.config.sources[name].clone();
+        let asymmetric = config.public_key.is_some();
+        let source = Source::new(config);
+        if asymmetric {
+            return source
+                .with_signing_key(include_str!(
+                    "../../fixtures/standard_ed25519/dev-signing-key.whsk"
+                ))
+                .expect("the development private key");
+        }
+        source
     }
 
     pub fn now_secs(&self) -> i64 {
@@ -396,6 +442,11 @@ impl TestApp {
     ) -> Answer {
         let mut with_type = vec![("Content-Type", content_type)];
         with_type.extend_from_slice(headers);
+        // Linear, Mailgun: the signed timestamp inside the body made fresh.
+        let body = self
+            .source(source)
+            .restamp(&body, self.now_secs())
+            .unwrap_or(body);
         let signed = self.signed_headers(source, &with_type, &body);
         self.post_raw(&format!("/webhooks/{source}"), &signed, body)
             .await

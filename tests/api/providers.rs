@@ -21,18 +21,24 @@ backend_tests!(
 );
 
 /// What the admin API should show of a preset's delivery.
-struct Expected<'a> {
+pub struct Expected<'a> {
     /// `None`: a payload hash, whatever its value.
-    dedup_key: Option<&'a str>,
-    provider_event_id: Value,
-    action: &'a str,
-    object_type: Value,
-    object_id: Value,
+    pub dedup_key: Option<&'a str>,
+    pub provider_event_id: Value,
+    pub action: &'a str,
+    pub object_type: Value,
+    pub object_id: Value,
 }
 
-/// `source`'s signature scheme under a secret it does not have.
-fn wrong_signer(app: &TestApp, source: &str) -> Source {
+/// `source`'s signature scheme under a secret (or private key) it does not have.
+pub fn wrong_signer(app: &TestApp, source: &str) -> Source {
     let mut config = app.config.sources[source].clone();
+    if config.public_key.is_some() {
+        // Another key pair's private half (the unit vectors' test seed).
+        return Source::new(config)
+            .with_signing_key("whsk_aG9va2xlZGdlci10ZXN0LWVkMjU1MTktc2VlZC0wMSE=")
+            .unwrap();
+    }
     // A Standard Webhooks secret must be well-formed to sign at all.
     let wrong = match config.preset.as_str() {
         "standard" | "svix" => "whsec_bm90LXRoZS1zZWNyZXQ=",
@@ -43,7 +49,7 @@ fn wrong_signer(app: &TestApp, source: &str) -> Source {
 }
 
 /// The four steps every preset goes through; returns the ledger id.
-async fn signed_redelivered_and_forged(
+pub async fn signed_redelivered_and_forged(
     app: &TestApp,
     source: &str,
     headers: &[(&str, &str)],

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde_json::Value;
 
 use super::locate::Defaults;
@@ -24,13 +25,20 @@ pub mod acuity;
 pub mod bitbucket;
 pub mod generic;
 pub mod github;
+pub mod gitlab;
+pub mod intercom;
+pub mod linear;
+pub mod mailgun;
 pub mod paddle;
 pub mod shopify;
 pub mod slack;
+pub mod square;
 pub mod standard;
 pub mod stripe;
 pub mod svix;
+pub mod twilio;
 pub mod typeform;
+pub mod woocommerce;
 pub mod zoom;
 
 /// Every preset, in the order the documentation lists them.
@@ -46,9 +54,19 @@ pub static PROVIDERS: &[&Provider] = &[
     &paddle::PROVIDER,
     &bitbucket::PROVIDER,
     &typeform::PROVIDER,
+    &gitlab::PROVIDER,
+    &linear::PROVIDER,
+    &intercom::PROVIDER,
+    &woocommerce::PROVIDER,
+    &mailgun::PROVIDER,
+    &square::PROVIDER,
+    &twilio::PROVIDER,
     // Last: it is the fallback of the docs' list.
     &generic::PROVIDER,
 ];
+
+/// Rewrites a body to sign as a sender would send it now ([`Provider::restamp`]).
+pub type Restamp = fn(&ToSign<'_>) -> Option<Vec<u8>>;
 
 /// What a challenge handshake answers (SPEC §11): 200 with this JSON body,
 /// nothing recorded.
@@ -66,6 +84,10 @@ pub struct Provider {
     pub verify: fn(&Signed<'_>) -> Result<(), SignatureError>,
     /// The headers a sender adds to sign a body (replay CLI and tests).
     pub sign: fn(&ToSign<'_>) -> Vec<(String, String)>,
+    /// For a scheme that signs inside the body (Linear's
+    /// `webhookTimestamp`, Mailgun's `signature` object): the body as a
+    /// sender would send it at `now_secs`, rewritten; `None`: as it is.
+    pub restamp: Option<Restamp>,
     /// Parses a verified body into the JSON object that is located and
     /// stored (GitHub unwraps its form-encoded `payload`).
     pub parse: fn(BodyKind, &[u8]) -> Result<Value, PayloadError>,
@@ -79,12 +101,29 @@ pub struct Provider {
     /// each starting with the key it is about relative to the source
     /// (`.secret: …`, `: …`).
     pub check: fn(&SourceConfig) -> Vec<String>,
+    /// For a scheme whose MAC does not cover the event (Mailgun): the
+    /// verified payload's one-use token, which ingest claims for the
+    /// event's id (SPEC §11: the token with another event id is 401).
+    pub one_use_token: Option<fn(&Value) -> Option<String>>,
     /// A verified, parsed delivery that is a handshake rather than an
     /// event: its answer (computed with the source's first key).
     pub challenge: Option<fn(&Value, &HmacKey) -> Option<ChallengeAnswer>>,
     /// Where a processed event's domain data is in its payload when no
     /// fetch is configured (Stripe: `/data/object`); `None`: the payload.
     pub domain_object: Option<&'static str>,
+    /// The preset's public-key scheme, if it has one (`public_key` is
+    /// refused for the others).
+    pub asymmetric: Option<&'static Asymmetric>,
+}
+
+/// An asymmetric (Ed25519) scheme: the receiver holds only a public key.
+pub struct Asymmetric {
+    /// The configured `public_key` as a verifying key, if well-formed.
+    pub public_key: fn(&str) -> Option<VerifyingKey>,
+    /// A private key's text as a signing key, if well-formed (replay, tests).
+    pub signing_key: fn(&str) -> Option<SigningKey>,
+    /// The headers a sender holding the private key adds.
+    pub sign: fn(&ToSign<'_, SigningKey>) -> Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Provider {
@@ -99,13 +138,16 @@ pub const BASE: Provider = Provider {
     key: secret_bytes,
     verify: |_| Err(SignatureError::Invalid),
     sign: |_| Vec::new(),
+    restamp: None,
     parse: body::parse,
     defaults: Defaults::none,
     actions: || None,
     hash_window_secs: crate::config::DEFAULT_HASH_WINDOW_SECS,
     check: |_| Vec::new(),
+    one_use_token: None,
     challenge: None,
     domain_object: None,
+    asymmetric: None,
 };
 
 /// The secret's bytes as they are: the key of most HMAC schemes.
