@@ -147,7 +147,13 @@ async fn handle(
         .parse(kind, request.headers(), &body)
         .map_err(|e| ApiError::InvalidPayload(e.0))?;
     // Only now that its signature holds (SPEC §11).
-    if let Some(reply) = source.challenge(&delivery) {
+    if let Some(reply) = source.challenge(
+        &delivery,
+        request.headers(),
+        request.query_string(),
+        &body,
+        received_at_ms.div_euclid(1000),
+    ) {
         return Ok(Handled::Challenge(reply));
     }
     let body_hash = dedup::body_hash(kind, &body, &delivery.payload);

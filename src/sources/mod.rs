@@ -282,12 +282,23 @@ impl Source {
         if self.unsigned() {
             return Ok(());
         }
+        self.verify_with(&self.keys, headers, query, body, now_secs)
+    }
+
+    fn verify_with(
+        &self,
+        keys: &[signature::HmacKey],
+        headers: &dyn Headers,
+        query: &str,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Result<(), SignatureError> {
         (self.provider.verify)(&signature::Signed {
             headers,
             body,
             now_secs,
             config: &self.config,
-            keys: &self.keys,
+            keys,
             public_key: self.public_key.as_ref(),
             query,
         })
@@ -295,10 +306,29 @@ impl Source {
 
     /// The answer to a provider's handshake (Slack `url_verification`,
     /// Zoom `endpoint.url_validation`), if this verified, parsed delivery
-    /// is one: it is answered 200 and not recorded (SPEC §11).
-    pub fn challenge(&self, delivery: &Delivery) -> Option<serde_json::Value> {
+    /// is one: it is answered 200 and not recorded (SPEC §11). Zoom's
+    /// answer is a MAC, made with the secret that signed this request: while
+    /// a team rotates (a list of secrets), Zoom validates with the one it
+    /// holds, which may be any of them. (The request's signature and time
+    /// are what `verify_request` checked.)
+    pub fn challenge(
+        &self,
+        delivery: &Delivery,
+        headers: &dyn Headers,
+        query: &str,
+        body: &[u8],
+        now_secs: i64,
+    ) -> Option<serde_json::Value> {
         let answer = self.provider.challenge?;
-        answer(&delivery.payload, self.keys.first()?)
+        let reply = answer(&delivery.payload, self.keys.first()?)?;
+        if self.keys.len() == 1 {
+            return Some(reply);
+        }
+        let signer = (0..self.keys.len()).find(|&i| {
+            self.verify_with(&self.keys[i..=i], headers, query, body, now_secs)
+                .is_ok()
+        })?;
+        answer(&delivery.payload, &self.keys[signer])
     }
 
     /// The one-use token of a verified delivery whose scheme's MAC does

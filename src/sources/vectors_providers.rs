@@ -47,6 +47,11 @@ pub(super) fn verify(
     s.verify(&headers.to_vec(), body, now)
 }
 
+/// A single-secret source's answer to a handshake (nothing to choose between).
+fn challenge(s: &Source, d: &Delivery) -> Option<Value> {
+    s.challenge(d, &Vec::<(String, String)>::new(), "", b"", 0)
+}
+
 pub(super) fn parsed(s: &Source, headers: &[(&str, &str)], body: &Value) -> Delivery {
     s.parse(
         BodyKind::Json,
@@ -240,13 +245,13 @@ fn slack_defaults_and_challenge() {
     assert_eq!(d.action.as_deref(), Some("app_mention"));
     assert_eq!((&d.object_type, &d.object_id), (&None, &None));
     assert_eq!(d.event_time_ms, Some(1_515_449_522_000));
-    assert_eq!(s.challenge(&d), None);
+    assert_eq!(challenge(&s, &d), None);
     let handshake = json!({"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "type": "url_verification",
         "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"});
     let d = parsed(&s, &[], &handshake);
     assert_eq!(d.action.as_deref(), Some("url_verification"));
     assert_eq!(
-        s.challenge(&d),
+        challenge(&s, &d),
         Some(json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}))
     );
 }
@@ -301,7 +306,7 @@ fn zoom_defaults_and_url_validation() {
         (Some("meeting"), Some("1234567890"))
     );
     assert_eq!(d.event_time_ms, Some(1_700_000_000_123));
-    assert_eq!(s.challenge(&d), None);
+    assert_eq!(challenge(&s, &d), None);
     assert_eq!(Preset::named("zoom").provider().hash_window_secs, 7200);
     // Zoom's documented handshake body. encryptedToken computed with
     // python3 -c 'import hmac,hashlib; print(hmac.new(b"zoom-secret-token",
@@ -311,7 +316,7 @@ fn zoom_defaults_and_url_validation() {
         "event_ts": 1_654_503_849_680u64, "event": "endpoint.url_validation"});
     let d = parsed(&s, &[], &handshake);
     assert_eq!(
-        s.challenge(&d),
+        challenge(&s, &d),
         Some(json!({
             "plainToken": "qgg8vlvZRS6UYooatFL8Aw",
             "encryptedToken": "d9e0d764a78494688ba3f2d5c0ed4ca311394b4834d959759213424d2df961e3"
@@ -512,4 +517,41 @@ fn paddle_vector_negatives_and_defaults() {
         (Some("transaction"), Some("txn_01hv8wptq8987qeep44cyrewp9"))
     );
     assert_eq!(d.event_time_ms, Some(1_715_177_400_123));
+}
+
+/// Found by a breaker session: under rotation the handshake was answered
+/// with the first listed secret, whichever one Zoom had signed with.
+#[test]
+fn zoom_answers_a_handshake_with_the_secret_that_signed_it() {
+    let handshake = json!({"payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"},
+        "event_ts": 1_654_503_849_680u64, "event": "endpoint.url_validation"});
+    let body = handshake.to_string();
+    let now = 1_700_000_000;
+    let old = source("zoom", &["zoom-secret-token"]);
+    let rotating = source("zoom", &["the-new-token", "zoom-secret-token"]);
+    // Signed by Zoom with the old token, which is listed second.
+    let signed: Vec<(String, String)> =
+        old.sign(&Vec::<(String, String)>::new(), body.as_bytes(), now);
+    assert_eq!(rotating.verify(&signed, body.as_bytes(), now), Ok(()));
+    let d = parsed(&rotating, &[], &handshake);
+    assert_eq!(
+        rotating.challenge(&d, &signed, "", body.as_bytes(), now),
+        Some(json!({
+            "plainToken": "qgg8vlvZRS6UYooatFL8Aw",
+            "encryptedToken": "d9e0d764a78494688ba3f2d5c0ed4ca311394b4834d959759213424d2df961e3"
+        })),
+        "HMAC(zoom-secret-token, plainToken), as in zoom_defaults_and_url_validation"
+    );
+    let by_new = source("zoom", &["the-new-token"]).sign(
+        &Vec::<(String, String)>::new(),
+        body.as_bytes(),
+        now,
+    );
+    let answer = rotating
+        .challenge(&d, &by_new, "", body.as_bytes(), now)
+        .unwrap();
+    assert_ne!(
+        answer["encryptedToken"],
+        "d9e0d764a78494688ba3f2d5c0ed4ca311394b4834d959759213424d2df961e3"
+    );
 }

@@ -68,6 +68,29 @@ pub static PROVIDERS: &[&Provider] = &[
 /// Rewrites a body to sign as a sender would send it now ([`Provider::restamp`]).
 pub type Restamp = fn(&ToSign<'_>) -> Option<Vec<u8>>;
 
+/// The config check of a preset whose provider signs the URL it calls
+/// (square, twilio): a signed source needs `public_url`; `verify = "off"`
+/// checks nothing, so it does not.
+pub(crate) fn public_url_required(config: &SourceConfig, preset: &str) -> Vec<String> {
+    if config.public_url.is_none() && !config.secrets.is_empty() {
+        vec![format!(
+            ".public_url: required by the {preset} preset ({provider} signs the URL it calls, \
+             e.g. \"https://hooks.example.com/webhooks/{preset}\")",
+            provider = capitalised(preset)
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 /// What a challenge handshake answers (SPEC §11): 200 with this JSON body,
 /// nothing recorded.
 pub type ChallengeAnswer = Value;

@@ -27,16 +27,7 @@ pub const PROVIDER: Provider = Provider {
 };
 
 fn check(config: &SourceConfig) -> Vec<String> {
-    // Only a signed source needs it (`verify = "off"` checks nothing).
-    if config.public_url.is_none() && !config.secrets.is_empty() {
-        vec![
-            ".public_url: required by the square preset (Square signs the URL it calls, e.g. \
-              \"https://hooks.example.com/webhooks/square\")"
-                .into(),
-        ]
-    } else {
-        Vec::new()
-    }
+    super::public_url_required(config, "square")
 }
 
 fn verify(s: &Signed<'_>) -> Result<(), SignatureError> {

@@ -42,16 +42,7 @@ pub const PROVIDER: Provider = Provider {
 };
 
 fn check(config: &SourceConfig) -> Vec<String> {
-    // Only a signed source needs it (`verify = "off"` checks nothing).
-    if config.public_url.is_none() && !config.secrets.is_empty() {
-        vec![
-            ".public_url: required by the twilio preset (Twilio signs the URL it calls, e.g. \
-              \"https://hooks.example.com/webhooks/twilio\")"
-                .into(),
-        ]
-    } else {
-        Vec::new()
-    }
+    super::public_url_required(config, "twilio")
 }
 
 fn verify(s: &Signed<'_>) -> Result<(), SignatureError> {
