@@ -129,6 +129,7 @@ fn event_json(row: &EventRow) -> Value {
         "action": row.action,
         "object_type": row.object_type,
         "object_id": row.object_id,
+        "event_time": rfc3339(row.event_time),
         "received_at": rfc3339(row.received_at),
         "processed_at": opt_time(row.processed_at),
     })

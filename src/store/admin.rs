@@ -36,6 +36,9 @@ pub struct EventRow {
     pub action: Option<String>,
     pub object_type: Option<String>,
     pub object_id: Option<String>,
+    /// When the provider says the event happened (SPEC §2; arrival time
+    /// when it says nothing), Unix ms.
+    pub event_time: i64,
     pub received_at: i64,
     pub processed_at: Option<i64>,
     pub duplicates: i64,
@@ -85,7 +88,7 @@ pub struct Stats {
 /// one: builds before 252b0d3 also stamped it on `dead` events, and their
 /// rows still carry it.
 const EVENT_COLUMNS: &str = "id, source, dedup_key, strategy, status, attempts, last_error, \
-provider_event_id, action, object_type, object_id, received_at, \
+provider_event_id, action, object_type, object_id, event_time, received_at, \
 CASE WHEN status = 'done' THEN processed_at END AS processed_at, duplicates, \
 last_duplicate_at, payload_differs";
 

@@ -34,6 +34,15 @@ async fn event_time_is(app: &TestApp, source: &str, object: (&str, &str), expect
         .unwrap()
         .unwrap_or_else(|| panic!("{source}: no domain row for {object:?}"));
     assert_eq!(row.event_time, expected_ms, "{source}: event time");
+    // And as the admin API shows it.
+    let shown = app
+        .admin_get(&format!("/admin/events/{}", row.last_event_id))
+        .await;
+    assert_eq!(
+        shown.body["event_time"],
+        hookledger::clock::rfc3339(expected_ms),
+        "{source}: the admin API's event time"
+    );
 }
 
 async fn standard_ed25519_deliveries_are_verified_with_the_public_key(backend: Backend) {
