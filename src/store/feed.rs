@@ -309,54 +309,47 @@ impl Store {
             Start::Now => end,
             Start::After(p) => p,
         };
+        // Each page is two reads of one statement, bound alike: its items'
+        // sizes, then the bodies of as many as fit (`feed_budget`).
         let rows: Vec<FeedRow> = match self {
             Store::Sqlite(sqlite) => {
                 let globs = filter
                     .actions
                     .as_ref()
                     .map(|g| Value::from(g.clone()).to_string());
-                let sizes: Vec<(i64,)> = sqlx::query_as(&sizes_of(SQLITE_PAGE))
-                    .bind(from.id)
-                    .bind(horizon)
-                    .bind(filter.source.as_deref())
-                    .bind(globs.as_deref())
-                    .bind(limit)
-                    .fetch_all(&sqlite.pool)
-                    .await?;
-                let limit = fitting(&sizes);
-                sqlx::query_as(SQLITE_PAGE)
-                    .bind(from.id)
-                    .bind(horizon)
-                    .bind(filter.source.as_deref())
-                    .bind(globs)
-                    .bind(limit)
-                    .fetch_all(&sqlite.pool)
-                    .await?
+                macro_rules! page {
+                    ($sql:expr, $limit:expr) => {
+                        sqlx::query_as($sql)
+                            .bind(from.id)
+                            .bind(horizon)
+                            .bind(filter.source.as_deref())
+                            .bind(globs.as_deref())
+                            .bind($limit)
+                            .fetch_all(&sqlite.pool)
+                    };
+                }
+                let sizes: Vec<(i64,)> = page!(&sizes_of(SQLITE_PAGE), limit).await?;
+                page!(SQLITE_PAGE, fitting(&sizes)).await?
             }
             Store::Postgres(pg) => {
                 let patterns = filter
                     .actions
                     .as_ref()
                     .map(|g| g.iter().map(|g| like_pattern(g)).collect::<Vec<_>>());
-                let sizes: Vec<(i64,)> = sqlx::query_as(&sizes_of(POSTGRES_PAGE))
-                    .bind(from.xid)
-                    .bind(from.id)
-                    .bind(horizon)
-                    .bind(filter.source.as_deref())
-                    .bind(patterns.clone())
-                    .bind(limit)
-                    .fetch_all(&pg.pool)
-                    .await?;
-                let limit = fitting(&sizes);
-                sqlx::query_as(POSTGRES_PAGE)
-                    .bind(from.xid)
-                    .bind(from.id)
-                    .bind(horizon)
-                    .bind(filter.source.as_deref())
-                    .bind(patterns)
-                    .bind(limit)
-                    .fetch_all(&pg.pool)
-                    .await?
+                macro_rules! page {
+                    ($sql:expr, $limit:expr) => {
+                        sqlx::query_as($sql)
+                            .bind(from.xid)
+                            .bind(from.id)
+                            .bind(horizon)
+                            .bind(filter.source.as_deref())
+                            .bind(patterns.as_deref())
+                            .bind($limit)
+                            .fetch_all(&pg.pool)
+                    };
+                }
+                let sizes: Vec<(i64,)> = page!(&sizes_of(POSTGRES_PAGE), limit).await?;
+                page!(POSTGRES_PAGE, fitting(&sizes)).await?
             }
         };
         if let Start::After(p) = start {
