@@ -10,26 +10,8 @@ use super::*;
 use crate::config::{Locator, Preset, Secret, SignatureEncoding};
 
 fn config(preset: Preset, secret: Option<&str>) -> SourceConfig {
-    SourceConfig {
-        name: preset.as_str().to_string(),
-        preset,
-        secrets: secret.map(Secret::new).into_iter().collect(),
-        public_url: None,
-        public_key: None,
-        tolerance_secs: 300,
-        signature_header: None,
-        signature_encoding: SignatureEncoding::Hex,
-        signature_prefix: None,
-        event_id: None,
-        action: None,
-        object_id: None,
-        object_type: None,
-        event_time: None,
-        actions: None,
-        hash_window_secs: 300,
-        fetch: None,
-        deliver: Vec::new(),
-    }
+    let secrets: Vec<&str> = secret.into_iter().collect();
+    super::vectors_providers::config_named(preset.as_str(), preset, &secrets)
 }
 
 fn source(preset: Preset) -> Source {

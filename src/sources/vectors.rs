@@ -10,31 +10,11 @@ use super::providers::github::SIGNATURE as GITHUB_SIGNATURE;
 use super::standard_webhooks_key;
 use super::SignatureError;
 use super::Source;
-use crate::config::Secret;
 use crate::config::{Preset, SignatureEncoding, SourceConfig};
 use SignatureError::*;
 
 fn config(preset: Preset, secret: &str) -> SourceConfig {
-    SourceConfig {
-        name: "test".into(),
-        preset,
-        secrets: vec![Secret::new(secret)],
-        public_url: None,
-        public_key: None,
-        tolerance_secs: 300,
-        signature_header: None,
-        signature_encoding: SignatureEncoding::Hex,
-        signature_prefix: None,
-        event_id: None,
-        action: None,
-        object_id: None,
-        object_type: None,
-        event_time: None,
-        actions: None,
-        hash_window_secs: 300,
-        fetch: None,
-        deliver: Vec::new(),
-    }
+    super::vectors_providers::config_named("test", preset, &[secret])
 }
 
 fn verify(

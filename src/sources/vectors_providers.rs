@@ -12,9 +12,15 @@ use crate::config::{Preset, Secret, SignatureEncoding, SourceConfig};
 use SignatureError::*;
 
 pub(super) fn config(preset: &str, secrets: &[&str]) -> SourceConfig {
+    config_named(preset, Preset::named(preset), secrets)
+}
+
+/// A source of `preset` called `name`, defaults throughout: the one test
+/// config every vectors and unit test module of `sources` builds on.
+pub(super) fn config_named(name: &str, preset: Preset, secrets: &[&str]) -> SourceConfig {
     SourceConfig {
-        name: preset.into(),
-        preset: Preset::named(preset),
+        name: name.into(),
+        preset,
         secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
         public_url: None,
         public_key: None,
