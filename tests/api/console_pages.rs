@@ -15,6 +15,7 @@ use crate::helpers::*;
 crate::backend_tests!(
     a_hostile_payload_shows_as_text_on_every_page,
     a_new_console_says_what_to_do_next,
+    the_overview_counts_and_names_what_waits_longest,
     events_filter_by_source_status_and_since_and_page_newest_first,
     replay_makes_the_event_pending_and_the_worker_makes_it_done,
     retry_all_matching_shows_the_count_and_retries_only_when_confirmed,
@@ -163,6 +164,62 @@ async fn a_new_console_says_what_to_do_next(backend: Backend) {
     assert!(dead.text.contains("No dead event."));
     let destinations = ok_page(&app, &cookie, "/console/destinations").await;
     assert!(destinations.text.contains("No destination is configured."));
+}
+
+async fn the_overview_counts_and_names_what_waits_longest(backend: Backend) {
+    let (app, receiver) = app_with_receiver(backend).await;
+    answer_with(&receiver, "/hooks/app", ResponseTemplate::new(503)).await;
+    answer_with(&receiver, "/hooks/all", ResponseTemplate::new(204)).await;
+    let first = deliver_invoice(&app, "paid", "evt_1", "in_1").await;
+    app.clock.advance_ms(90_000);
+    let second = deliver_invoice(&app, "paid", "evt_2", "in_2").await;
+    // The store's answer, on this backend: the first to arrive.
+    let oldest = app.store.oldest_waiting_event().await.unwrap().unwrap();
+    assert_eq!(oldest.id, first);
+    let cookie = login(&app).await;
+    let page = ok_page(&app, &cookie, "/console").await;
+    assert!(page
+        .text
+        .contains(&format!("href=\"/console/events/{first}\">#{first}</a>")));
+    assert!(page.text.contains("<span class=\"age\">1 min ago</span>"));
+    assert!(page.text.contains("none: every delivery is finished"));
+
+    app.drain().await;
+    assert!(app.store.oldest_waiting_event().await.unwrap().is_none());
+    drained(&app, "all").await;
+    // The receiver answers 503: the deliveries to app wait for a retry.
+    drained(&app, "app").await;
+    assert_eq!(delivery_to(&app, second, "app").await.status, "failed");
+    let page = ok_page(&app, &cookie, "/console").await;
+    assert!(page.text.contains("none: every event is processed"));
+    assert!(
+        page.text.contains("to app, created"),
+        "the oldest unfinished delivery"
+    );
+    // Ledger rows 2, done 2; deliveries: app 2 failed, all 2 delivered.
+    let cards: Vec<&str> = page.text.split("class=\"card-value\">").skip(1).collect();
+    assert!(cards[0].starts_with("2<"), "{}", cards[0]);
+    // Per destination, in the order pending, delivering, delivered, failed, dead.
+    let row = |name: &str| {
+        let (_, rest) = page.text.split_once(&format!(">{name}</a></td>")).unwrap();
+        rest.split("</tr>").next().unwrap().to_string()
+    };
+    let counts = |numbers: [i64; 5]| {
+        numbers
+            .iter()
+            .map(|n| format!("<td class=\"num\">{n}</td>"))
+            .collect::<String>()
+    };
+    assert!(
+        row("app").contains(&counts([0, 0, 0, 2, 0])),
+        "{}",
+        row("app")
+    );
+    assert!(
+        row("all").contains(&counts([0, 0, 2, 0, 0])),
+        "{}",
+        row("all")
+    );
 }
 
 /// The ledger ids linked from an events list, in page order.
