@@ -100,6 +100,17 @@ pub struct ServerConfig {
     /// the console's origin for its CSRF check and its cookie's `Secure`
     /// (SPEC §9). `None`: `http://` + the request's `Host`.
     pub public_origin: Option<String>,
+    /// How log lines are written (SPEC §9).
+    pub log_format: LogFormat,
+}
+
+/// `server.log_format`: human-readable lines (the default), or one JSON
+/// object per line for log collectors (`json_log.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -117,6 +128,7 @@ impl fmt::Debug for ServerConfig {
             .field("batch_linger_us", &self.batch_linger_us)
             .field("batch_writers", &self.batch_writers)
             .field("public_origin", &self.public_origin)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }

@@ -49,6 +49,16 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
                     None
                 }
             }),
+        log_format: match s.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                problems.push(format!(
+                    "server.log_format must be \"text\" or \"json\", not {other:?}"
+                ));
+                LogFormat::Text
+            }
+        },
     };
     if !(server.database_url.starts_with("sqlite:")
         || server.database_url.starts_with("postgres://")

@@ -1,6 +1,7 @@
 //! The web console (SPEC §9) at `/console`: server-rendered pages for the
 //! people operating hookledger — overview, events, one event (with
-//! Replay), duplicates, dead letters (with "retry all matching"),
+//! Replay), duplicates (with the variants of divergent copies and their
+//! JSON-path diffs), dead letters (with "retry all matching"),
 //! destinations (pause, resume) — built from askama templates compiled
 //! into the binary (`templates/`) and one stylesheet (`static/`), with no
 //! script at all. Every page reads through the admin API's store calls.
@@ -20,6 +21,7 @@ mod login;
 mod overview;
 mod pages;
 pub mod session;
+mod variants;
 mod view;
 
 use actix_web::{web, HttpResponse};
@@ -40,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/events", web::get().to(events::list))
             .route("/events/{id}", web::get().to(events::detail))
             .route("/events/{id}/replay", web::post().to(events::replay))
+            .route("/events/{id}/variants", web::get().to(variants::page))
             .route("/duplicates", web::get().to(duplicates::list))
             .route("/dead", web::get().to(dead::page))
             .route("/dead/retry", web::post().to(dead::retry_matching))

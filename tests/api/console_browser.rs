@@ -1,7 +1,8 @@
 //! The console in a real browser (issue 14, item 4): Debian's Chromium,
 //! headless, driven through chromedriver's WebDriver with `fantoccini`. It
 //! signs in, filters events, opens one and replays it (pending, then done
-//! once the test drives the worker), pauses and resumes a destination,
+//! once the test drives the worker), opens a duplicate's variants, pauses
+//! and resumes a destination,
 //! retries dead deliveries after confirming their count, and signs out —
 //! with Chromium's own `Origin`, `Sec-Fetch-Site`, cookie and CSP
 //! handling, which the HTTP-level tests can only imitate. Each page's
@@ -273,10 +274,16 @@ async fn a_browser_signs_in_filters_replays_pauses_retries_and_signs_out(backend
     browser.refresh().await.unwrap();
     assert_eq!(s.text("#event-status").await, "done");
 
-    // Duplicates.
+    // Duplicates, and the variants of the one whose copy differed.
     s.goto("/console/duplicates").await;
     assert!(s.text("table").await.contains("payload differs"));
     s.shoot("duplicates").await;
+    s.click("a.variants-link").await;
+    let diff = s.text("table.diff").await;
+    assert!(diff.contains("/data/object/amount"), "{diff}");
+    assert!(diff.contains("added"), "{diff}");
+    assert_eq!(s.path().await, format!("/console/events/{first}/variants"));
+    s.shoot("variants").await;
 
     // A destination paused and resumed.
     s.goto("/console/destinations").await;

@@ -18,6 +18,7 @@ crate::backend_tests!(
     the_overview_counts_and_names_what_waits_longest,
     events_filter_by_source_status_and_since_and_page_newest_first,
     replay_makes_the_event_pending_and_the_worker_makes_it_done,
+    the_variants_of_a_divergent_duplicate_show_the_paths_that_changed,
     retry_all_matching_shows_the_count_and_retries_only_when_confirmed,
     a_destination_is_paused_and_resumed_from_its_page,
 );
@@ -40,11 +41,11 @@ const JS_URL: &str = "javascript:alert(document.cookie)";
 
 /// The tags the console's templates use; anything else in a page came
 /// from somewhere else.
-const OUR_TAGS: [&str; 36] = [
+const OUR_TAGS: [&str; 38] = [
     "!doctype", "html", "head", "meta", "title", "link", "body", "header", "nav", "main", "a",
     "form", "button", "input", "select", "option", "label", "p", "h1", "h2", "section", "div",
     "dl", "dt", "dd", "span", "time", "table", "thead", "tbody", "tr", "th", "td", "pre", "code",
-    "strong",
+    "strong", "details", "summary",
 ];
 
 /// Every tag of `html` is one of ours, no attribute is an event handler,
@@ -124,6 +125,7 @@ async fn a_hostile_payload_shows_as_text_on_every_page(backend: Backend) {
         "/console/events?source=hostile".to_string(),
         format!("/console/events/{id}"),
         "/console/duplicates".to_string(),
+        format!("/console/events/{id}/variants"),
     ] {
         let page = ok_page(&app, &cookie, &path).await;
         assert_inert(&page.text, &path);
@@ -371,6 +373,56 @@ async fn replay_makes_the_event_pending_and_the_worker_makes_it_done(backend: Ba
     assert!(refused.text.contains("Not replayed: event"));
     assert!(refused.text.contains("is ignored and is never processed."));
     let missing = same_origin_post(&app, &cookie, "/console/events/999999/replay", &[]).await;
+    assert_eq!(missing.status, 404);
+}
+
+async fn the_variants_of_a_divergent_duplicate_show_the_paths_that_changed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let send = |body: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.deliver("orders", &[("X-Request-Id", "order-7")], &body)
+                .await
+        }
+    };
+    let first = send(json!({"total": 10, "customer": {"tier": "gold"}, "lines": [1, 2]})).await;
+    let id = first.id();
+    let path = format!("/console/events/{id}/variants");
+    let cookie = login(&app).await;
+    let none = ok_page(&app, &cookie, &path).await;
+    assert!(none
+        .text
+        .contains("No copy of this event came with another body"));
+
+    let other = json!({"total": 10, "customer": {"tier": "silver"}, "lines": [1], "note": "x"});
+    for _ in 0..2 {
+        assert_eq!(send(other.clone()).await.body["status"], "duplicate");
+    }
+    let page = ok_page(&app, &cookie, &path).await;
+    for (pointer, change) in [
+        ("/customer/tier", "changed"),
+        ("/lines/1", "removed"),
+        ("/note", "added"),
+    ] {
+        let row = format!(
+            r#"<tr><td class="mono">{pointer}</td><td><span class="change change-{change}">{change}</span></td></tr>"#
+        );
+        assert!(page.text.contains(&row), "{row}");
+    }
+    assert!(
+        !page.text.contains(r#"<td class="mono">/total</td>"#),
+        "same value"
+    );
+    assert!(page.text.contains("2 copies, first seen"));
+    assert!(page.text.contains("&#34;silver&#34;"), "the variant's body");
+    // Linked from the event and from the duplicates list.
+    let event = ok_page(&app, &cookie, &format!("/console/events/{id}")).await;
+    assert!(event
+        .text
+        .contains(&format!(r#"id="variants" href="{path}""#)));
+    let duplicates = ok_page(&app, &cookie, "/console/duplicates").await;
+    assert!(duplicates.text.contains(&format!(r#"href="{path}""#)));
+    let missing = console_get(&app, Some(&cookie), "/console/events/999999/variants").await;
     assert_eq!(missing.status, 404);
 }
 
