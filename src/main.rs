@@ -9,7 +9,7 @@ use clap::Parser;
 
 use hookledger::cli::{Cli, Command};
 use hookledger::clock::{Clock, SystemClock};
-use hookledger::config::{self, LogFormat, ProcessEnv};
+use hookledger::config::{self, ProcessEnv};
 use hookledger::startup::Application;
 use hookledger::store::Store;
 use hookledger::{replay, telemetry};
@@ -26,7 +26,10 @@ fn main() -> ExitCode {
     let config = match load(&cli) {
         Ok(config) => config,
         Err(e) => {
-            telemetry::fail(LogFormat::Text, &hookledger::error::chain(e.as_ref()));
+            // The config did not load, but it may still say `json`: then
+            // this line is JSON like every other (SPEC §9).
+            let format = config::log_format_hint(cli.config.as_deref(), &ProcessEnv);
+            telemetry::fail(format, &hookledger::error::chain(e.as_ref()));
             return ExitCode::FAILURE;
         }
     };

@@ -389,6 +389,36 @@ pub fn load_file(path: &std::path::Path, env: &dyn Env) -> Result<Config, Config
     load_str(&text, env)
 }
 
+/// The `server.log_format` a config asks for, read leniently, for
+/// reporting a config that does not load: with `json` every line is JSON
+/// (SPEC §9), a config error's too. Text when the file cannot be read or is
+/// not TOML, or does not say `"json"` (an unset `${VAR}` elsewhere in the
+/// file does not matter: only this one key is looked at).
+pub fn log_format_hint(path: Option<&std::path::Path>, env: &dyn Env) -> LogFormat {
+    let path = match path {
+        Some(path) => path.to_path_buf(),
+        None => env
+            .var("HOOKLEDGER_CONFIG")
+            .unwrap_or_else(|| DEFAULT_CONFIG_PATH.to_string())
+            .into(),
+    };
+    let asks_json = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
+        .is_some_and(|value| {
+            value
+                .get("server")
+                .and_then(|server| server.get("log_format"))
+                .and_then(toml::Value::as_str)
+                == Some("json")
+        });
+    if asks_json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
+}
+
 /// Parses TOML text, expands `${VAR}`s, applies the environment overrides and
 /// validates. Only a TOML syntax error stops at once; an unset variable is
 /// reported with every problem the rest of the config has (SPEC §7: every

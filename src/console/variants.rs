@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::pages::{html, Layout, PageError, PageResult};
 use super::view::Moment;
-use crate::dedup::{json_diff, Change};
+use crate::dedup::{json_diff, Change, MAX_DIFF_PATHS, MAX_DIFF_PATH_BYTES};
 use crate::state::AppState;
 
 struct VariantView {
@@ -23,6 +23,8 @@ struct VariantView {
     copies: i64,
     /// `(JSON pointer, "changed" | "added" | "removed")`.
     diff: Vec<(String, &'static str)>,
+    /// Whether more paths differ than `diff` lists (`dedup::Diff`).
+    diff_truncated: bool,
     payload: String,
 }
 
@@ -34,6 +36,9 @@ struct VariantsPage {
     first_payload: String,
     variants: Vec<VariantView>,
     overflow: i64,
+    /// The diff's bounds, for the note on a cut list.
+    max_paths: usize,
+    max_kib: usize,
 }
 
 fn change_name(change: Change) -> &'static str {
@@ -75,7 +80,9 @@ pub async fn page(state: web::Data<AppState>, id: web::Path<String>) -> PageResu
         .iter()
         .map(|v| {
             let body = parse(&v.payload);
-            let diff = json_diff(&first_value, body.as_ref().unwrap_or(&Value::Null))
+            let found = json_diff(&first_value, body.as_ref().unwrap_or(&Value::Null));
+            let diff = found
+                .changes
                 .into_iter()
                 .map(|c| (c.path, change_name(c.change)))
                 .collect();
@@ -85,6 +92,7 @@ pub async fn page(state: web::Data<AppState>, id: web::Path<String>) -> PageResu
                 first_seen: Moment::at(v.first_seen_at, now),
                 copies: v.copies,
                 diff,
+                diff_truncated: found.truncated,
                 payload: pretty(&body, &v.payload),
             }
         })
@@ -97,6 +105,8 @@ pub async fn page(state: web::Data<AppState>, id: web::Path<String>) -> PageResu
             first_payload: pretty(&first, &found.first_payload),
             variants,
             overflow: found.overflow,
+            max_paths: MAX_DIFF_PATHS,
+            max_kib: MAX_DIFF_PATH_BYTES / 1024,
         },
     ))
 }

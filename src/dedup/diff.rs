@@ -9,7 +9,8 @@
 //! scalar that changed, or a type change such as `1` → `"1"` or `{}` → `[]`
 //! — are one `changed` entry at their path. The whole document is the path
 //! `""`. Numbers compare as serde_json holds them, as the canonical hash
-//! does: `1` and `1.0` differ.
+//! does: `1` and `1.0` differ. The list is bounded ([`Diff`]): a body can
+//! differ at more paths than anyone reads or any answer should hold.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -30,57 +31,107 @@ pub struct PathChange {
     pub change: Change,
 }
 
-/// The paths at which `other` differs from `first`; empty when they are equal.
-pub fn json_diff(first: &Value, other: &Value) -> Vec<PathChange> {
-    let mut out = Vec::new();
-    let mut path = String::new();
-    walk(first, other, &mut path, &mut out);
-    out
+/// At most this many paths per diff: a person reads the list, and a body
+/// of `max_body_bytes` can differ at hundreds of thousands of paths.
+pub const MAX_DIFF_PATHS: usize = 1000;
+
+/// At most this many bytes of paths per diff. Without it the answer grows
+/// as (path length × paths): a 500 kB key over an array of 250 000
+/// changed numbers — one 1 MiB body — would repeat that key 250 000 times.
+pub const MAX_DIFF_PATH_BYTES: usize = 64 * 1024;
+
+/// The paths at which one document differs from another, in order, cut at
+/// [`MAX_DIFF_PATHS`] paths or [`MAX_DIFF_PATH_BYTES`] bytes of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Diff {
+    pub changes: Vec<PathChange>,
+    /// Whether more paths differ than `changes` lists.
+    pub truncated: bool,
 }
 
-fn walk(first: &Value, other: &Value, path: &mut String, out: &mut Vec<PathChange>) {
-    match (first, other) {
-        (Value::Object(a), Value::Object(b)) => {
-            // Keys in sorted order, whatever map serde_json is built with.
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            for key in keys {
-                let len = path.len();
-                push_token(path, key);
-                match (a.get(key), b.get(key)) {
-                    (Some(x), Some(y)) => walk(x, y, path, out),
-                    (Some(_), None) => record(out, path, Change::Removed),
-                    (None, Some(_)) => record(out, path, Change::Added),
-                    (None, None) => {}
+/// The paths at which `other` differs from `first` (empty when they are
+/// equal), bounded as [`Diff`] says. One walk that stops at the bound, so
+/// its time is linear in the documents and its answer bounded.
+pub fn json_diff(first: &Value, other: &Value) -> Diff {
+    let mut walk = Walk {
+        path: String::new(),
+        diff: Diff::default(),
+        bytes: 0,
+    };
+    walk.walk(first, other);
+    walk.diff
+}
+
+struct Walk {
+    path: String,
+    diff: Diff,
+    /// Bytes of paths recorded so far.
+    bytes: usize,
+}
+
+impl Walk {
+    /// Returns false once the bound is reached: the caller stops too.
+    fn walk(&mut self, first: &Value, other: &Value) -> bool {
+        match (first, other) {
+            (Value::Object(a), Value::Object(b)) => {
+                // Keys in sorted order, whatever map serde_json is built with.
+                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                for key in keys {
+                    let len = self.path.len();
+                    push_token(&mut self.path, key);
+                    let go_on = self.step(a.get(key), b.get(key));
+                    self.path.truncate(len);
+                    if !go_on {
+                        return false;
+                    }
                 }
-                path.truncate(len);
+                true
             }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for i in 0..a.len().max(b.len()) {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&i.to_string());
-                match (a.get(i), b.get(i)) {
-                    (Some(x), Some(y)) => walk(x, y, path, out),
-                    (Some(_), None) => record(out, path, Change::Removed),
-                    (None, Some(_)) => record(out, path, Change::Added),
-                    (None, None) => {}
+            (Value::Array(a), Value::Array(b)) => {
+                for i in 0..a.len().max(b.len()) {
+                    let len = self.path.len();
+                    self.path.push('/');
+                    self.path.push_str(&i.to_string());
+                    let go_on = self.step(a.get(i), b.get(i));
+                    self.path.truncate(len);
+                    if !go_on {
+                        return false;
+                    }
                 }
-                path.truncate(len);
+                true
             }
+            (a, b) if a != b => self.record(Change::Changed),
+            _ => true,
         }
-        (a, b) if a != b => record(out, path, Change::Changed),
-        _ => {}
     }
-}
 
-fn record(out: &mut Vec<PathChange>, path: &str, change: Change) {
-    out.push(PathChange {
-        path: path.to_string(),
-        change,
-    });
+    fn step(&mut self, first: Option<&Value>, other: Option<&Value>) -> bool {
+        match (first, other) {
+            (Some(x), Some(y)) => self.walk(x, y),
+            (Some(_), None) => self.record(Change::Removed),
+            (None, Some(_)) => self.record(Change::Added),
+            (None, None) => true,
+        }
+    }
+
+    /// Records the current path, or, when it would pass the bound, marks
+    /// the diff truncated and says stop.
+    fn record(&mut self, change: Change) -> bool {
+        if self.diff.changes.len() >= MAX_DIFF_PATHS
+            || self.bytes + self.path.len() > MAX_DIFF_PATH_BYTES
+        {
+            self.diff.truncated = true;
+            return false;
+        }
+        self.bytes += self.path.len();
+        self.diff.changes.push(PathChange {
+            path: self.path.clone(),
+            change,
+        });
+        true
+    }
 }
 
 /// Appends `/token`, escaped per RFC 6901: `~` as `~0`, `/` as `~1` (in
@@ -104,6 +155,7 @@ mod tests {
 
     fn diff(a: Value, b: Value) -> Vec<(String, Change)> {
         json_diff(&a, &b)
+            .changes
             .into_iter()
             .map(|p| (p.path, p.change))
             .collect()
@@ -116,7 +168,7 @@ mod tests {
     #[test]
     fn equal_documents_have_no_differences() {
         let doc = json!({"a": [1, {"b": null}], "c": "x"});
-        assert!(json_diff(&doc, &doc.clone()).is_empty());
+        assert_eq!(json_diff(&doc, &doc.clone()), Diff::default());
     }
 
     #[test]
@@ -213,8 +265,40 @@ mod tests {
     fn the_answer_serializes_with_lowercase_change_names() {
         let d = json_diff(&json!({"a": 1}), &json!({"b": 1}));
         assert_eq!(
-            serde_json::to_value(d).unwrap(),
+            serde_json::to_value(d.changes).unwrap(),
             json!([{"path": "/a", "change": "removed"}, {"path": "/b", "change": "added"}])
         );
+    }
+
+    #[test]
+    fn a_diff_stops_at_its_path_count() {
+        let a = Value::Array(vec![json!(0); MAX_DIFF_PATHS + 5]);
+        let b = Value::Array(vec![json!(1); MAX_DIFF_PATHS + 5]);
+        let d = json_diff(&a, &b);
+        assert_eq!(d.changes.len(), MAX_DIFF_PATHS);
+        assert!(d.truncated);
+        let exact = json_diff(
+            &Value::Array(vec![json!(0); MAX_DIFF_PATHS]),
+            &Value::Array(vec![json!(1); MAX_DIFF_PATHS]),
+        );
+        assert_eq!(exact.changes.len(), MAX_DIFF_PATHS);
+        assert!(!exact.truncated, "exactly the bound is not cut");
+    }
+
+    #[test]
+    fn a_long_key_over_many_changes_stays_within_the_byte_bound() {
+        // The shape that made the answer (key length × changes) long.
+        let key = "k".repeat(20_000);
+        let a = json!({ key.clone(): vec![0; 500] });
+        let b = json!({ key: vec![1; 500] });
+        let d = json_diff(&a, &b);
+        let bytes: usize = d.changes.iter().map(|c| c.path.len()).sum();
+        assert!(bytes <= MAX_DIFF_PATH_BYTES, "{bytes}");
+        assert_eq!(d.changes.len(), 3, "three 20 kB paths fit in 64 KiB");
+        assert!(d.truncated);
+        // A single path longer than the bound is not listed at all.
+        let huge = "h".repeat(MAX_DIFF_PATH_BYTES + 1);
+        let d = json_diff(&json!({ huge.clone(): 1 }), &json!({ huge: 2 }));
+        assert!(d.changes.is_empty() && d.truncated);
     }
 }

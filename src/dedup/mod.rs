@@ -23,7 +23,7 @@ mod strategy;
 
 pub use bucket::bucket;
 pub use canonical::{body_hash, canonical_body, canonical_json, sha256_hex};
-pub use diff::{json_diff, Change, PathChange};
+pub use diff::{json_diff, Change, Diff, PathChange, MAX_DIFF_PATHS, MAX_DIFF_PATH_BYTES};
 pub use key::{plan, KeyPlan};
 pub use strategy::Strategy;
 

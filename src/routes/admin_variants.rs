@@ -30,11 +30,14 @@ pub async fn variants(
         .iter()
         .map(|v| {
             let payload = parse(&v.payload);
+            let diff = json_diff(&first, &payload);
             json!({
                 "body_hash": v.body_hash,
                 "first_seen_at": rfc3339(v.first_seen_at),
                 "copies": v.copies,
-                "diff": json_diff(&first, &payload),
+                "diff": diff.changes,
+                // The diff is cut at 1000 paths or 64 KiB of them.
+                "diff_truncated": diff.truncated,
                 "payload": payload,
             })
         })

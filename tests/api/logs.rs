@@ -282,6 +282,56 @@ async fn json_logs_are_one_object_per_line_and_carry_no_secret() {
     }));
 }
 
+/// A config that parses but does not validate, with `log_format = "json"`:
+/// the process knows the format it was asked for, so its complaint is one
+/// JSON object per line too (SPEC §9: every line), and names no secret.
+#[test]
+fn a_config_error_is_logged_as_json_when_the_config_asks_for_json() {
+    let db_dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", db_dir.path().join("x.db").display());
+    let options = TestOptions {
+        server_toml: "log_format = \"json\"\nmax_body_bytes = 0".into(),
+        ..TestOptions::default()
+    };
+    let text = test_config_text(&db_url, "http://127.0.0.1:1", &options);
+    let config_path = db_dir.path().join("bad.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    for args in [&["serve"][..], &["migrate"][..]] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_hookledger"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .env_remove("HOOKLEDGER_ADMIN_TOKEN")
+            .output()
+            .unwrap();
+        assert!(!run.status.success(), "{args:?}");
+        let err = String::from_utf8(run.stderr).unwrap();
+        assert!(!err.trim().is_empty(), "{args:?}: says nothing");
+        for line in err.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e}): {line}"));
+            assert_eq!(value["level"], "ERROR", "{line}");
+            assert!(
+                value["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("max_body_bytes"),
+                "{line}"
+            );
+        }
+        assert!(!err.contains(ADMIN_TOKEN), "{err}");
+    }
+    // Without `json` (or a config that is not TOML) it stays text.
+    std::fs::write(&config_path, text.replace("log_format = \"json\"", "")).unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_hookledger"))
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8(run.stderr).unwrap();
+    assert!(err.starts_with("hookledger: "), "{err}");
+}
+
 fn v1_parts(header: &str) -> Vec<String> {
     header
         .split(',')

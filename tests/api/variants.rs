@@ -10,6 +10,7 @@ use hookledger::store::{NewEvent, RecordOutcome, Store};
 use serde_json::{json, Value};
 
 use crate::backend_tests;
+use crate::console::{console_get, login};
 use crate::helpers::*;
 
 backend_tests!(
@@ -21,6 +22,7 @@ backend_tests!(
     racing_writers_of_one_new_body_make_one_variant,
     a_body_over_the_size_bound_is_only_counted,
     pruning_a_row_drops_its_variants,
+    a_diff_of_a_long_key_over_many_changes_is_cut_not_multiplied,
 );
 
 fn invoice(amount: i64, extra: Value) -> Value {
@@ -422,4 +424,45 @@ async fn mark_done(store: &Store, id: i64) {
             .rows_affected(),
     };
     assert_eq!(changed, 1);
+}
+
+/// A 20 kB key over 2 000 changed numbers: a 24 kB body whose full diff
+/// repeats the key 2 000 times (40 MB, and 125 GB for a 1 MiB body). The
+/// diff is cut at 1 000 paths or 64 KiB of them, says so, and the console
+/// page stays small.
+async fn a_diff_of_a_long_key_over_many_changes_is_cut_not_multiplied(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let key = "k".repeat(20_000);
+    let send = |n: i64| {
+        let body = json!({ key.clone(): vec![n; 2_000] });
+        let app = &app;
+        async move {
+            app.deliver("orders", &[("X-Request-Id", "order-long")], &body)
+                .await
+        }
+    };
+    let id = send(0).await.id();
+    assert_eq!(send(1).await.body["status"], "duplicate");
+
+    let answer = app.admin_get(&format!("/admin/events/{id}/variants")).await;
+    assert_eq!(answer.status, 200);
+    let item = &answer.body["items"][0];
+    let diff = diff_of(item);
+    let bytes: usize = diff.iter().map(|(path, _)| path.len()).sum();
+    assert!(bytes <= 64 * 1024, "{bytes} bytes of paths");
+    assert_eq!(diff.len(), 3, "three 20 kB paths fit");
+    assert_eq!(diff[0], pair(&format!("/{key}/0"), "changed"));
+    assert_eq!(item["diff_truncated"], true);
+    assert_eq!(item["payload"][key.as_str()][1999], 1, "the body is whole");
+
+    let cookie = login(&app).await;
+    let page = console_get(
+        &app,
+        Some(&cookie),
+        &format!("/console/events/{id}/variants"),
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("More paths differ than are listed here"));
+    assert!(page.text.len() < 400_000, "{} bytes", page.text.len());
 }
