@@ -39,6 +39,7 @@ mod ordering;
 mod processes;
 mod processing;
 mod providers;
+mod providers_first;
 mod providers_more;
 mod relay_faults;
 mod relay_load;
