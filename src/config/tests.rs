@@ -467,3 +467,28 @@ fn square_and_twilio_need_a_public_url_when_signed() {
         assert!(load_str(&unsigned, &env(&[])).is_ok());
     }
 }
+
+#[test]
+fn log_format_is_text_by_default_json_when_asked_and_nothing_else() {
+    let config = load_str(MINIMAL, &env(&[])).unwrap();
+    assert_eq!(config.server.log_format, LogFormat::Text);
+    let json = format!("{MINIMAL}log_format = \"json\"\n");
+    assert_eq!(
+        load_str(&json, &env(&[])).unwrap().server.log_format,
+        LogFormat::Json
+    );
+    let text = format!("{MINIMAL}log_format = \"text\"\n");
+    assert_eq!(
+        load_str(&text, &env(&[])).unwrap().server.log_format,
+        LogFormat::Text
+    );
+    for bad in ["JSON", "xml", ""] {
+        let found = problems(&format!("{MINIMAL}log_format = \"{bad}\"\n"));
+        assert_eq!(
+            found,
+            vec![format!(
+                "server.log_format must be \"text\" or \"json\", not {bad:?}"
+            )]
+        );
+    }
+}

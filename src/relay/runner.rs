@@ -16,6 +16,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::http::HttpTransport;
 use super::nats::NatsTransport;
@@ -247,10 +248,21 @@ impl Relay {
             for delivery in claimed {
                 let relay = self.clone();
                 let shutdown = shutdown.clone();
-                in_flight.spawn(async move {
-                    // Errors are logged inside; the lease's expiry retries.
-                    let _ = relay.attempt(&delivery, &shutdown).await;
-                });
+                // What every line about this attempt is logged with (a JSON
+                // log line carries these at its top level, SPEC §9).
+                let span = tracing::info_span!(
+                    "delivery",
+                    destination = %delivery.destination,
+                    delivery = delivery.id,
+                    event_id = delivery.event_id
+                );
+                in_flight.spawn(
+                    async move {
+                        // Errors are logged inside; the lease's expiry retries.
+                        let _ = relay.attempt(&delivery, &shutdown).await;
+                    }
+                    .instrument(span),
+                );
             }
             if full {
                 continue;

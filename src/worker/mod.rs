@@ -30,6 +30,7 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{Config, FetchConfig};
@@ -229,10 +230,17 @@ impl Worker {
                 let worker = self.clone();
                 let shutdown = shutdown.clone();
                 let completer = completer.clone();
-                in_flight.spawn(async move {
-                    // Errors are logged inside; the lease expiry retries.
-                    worker.process_with(event, &shutdown, &completer).await;
-                });
+                // What every line about this event is logged with (a JSON
+                // log line carries these at its top level, SPEC §9).
+                let span =
+                    tracing::info_span!("event", source = %event.source, event_id = event.id);
+                in_flight.spawn(
+                    async move {
+                        // Errors are logged inside; the lease expiry retries.
+                        worker.process_with(event, &shutdown, &completer).await;
+                    }
+                    .instrument(span),
+                );
             }
             if full {
                 continue;

@@ -178,6 +178,7 @@ async fn json_logs_are_one_object_per_line_and_carry_no_secret() {
     let no_env: std::collections::BTreeMap<String, String> = Default::default();
     let config = hookledger::config::load_str(&text, &no_env).unwrap();
     let stripe = hookledger::sources::Source::new(config.sources["stripe"].clone());
+    let fetching = hookledger::sources::Source::new(config.sources["stripe_fetch"].clone());
 
     let log_path = dir.path().join("hookledger.log");
     let mut process = Binary::start(
@@ -223,6 +224,24 @@ async fn json_logs_are_one_object_per_line_and_carry_no_secret() {
             .unwrap();
         assert_eq!(answer.status(), 200, "{path}");
     }
+    // An event whose fetch fails (nothing listens upstream): the worker
+    // logs the failed attempt inside its span.
+    let signed_fetch = fetching.sign(&Vec::<(String, String)>::new(), body, now);
+    signatures.extend(signed_fetch.iter().map(|(_, v)| v.clone()));
+    let mut request = client
+        .post(format!("{}/webhooks/stripe_fetch", process.address))
+        .header("Content-Type", "application/json")
+        .body(body.to_vec());
+    for (name, value) in &signed_fetch {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    assert_eq!(request.send().await.unwrap().status(), 202);
+    wait_until("the worker logs the failed fetch", || async {
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("event attempt failed")
+    })
+    .await;
     let wrong = client
         .get(format!("{}/admin/events", process.address))
         .bearer_auth("wrong-token-value")
@@ -247,9 +266,17 @@ async fn json_logs_are_one_object_per_line_and_carry_no_secret() {
         log.contains("\"source\":\"stripe\""),
         "the forged delivery is logged with its source: {log}"
     );
+    let attempt: serde_json::Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["message"] == "event attempt failed")
+        .unwrap();
+    assert_eq!(attempt["source"], "stripe_fetch", "{attempt}");
+    assert!(attempt["event_id"].is_i64(), "{attempt}");
     let secrets = [
         "whsec_test_stripe",
         "test-github",
+        "sk_test_upstream",
         ADMIN_TOKEN,
         "wrong-token-value",
     ];
