@@ -11,7 +11,9 @@
 //! Around it: [`config`] (TOML + `${VAR}` + env overrides, validated once),
 //! [`dev_values`] (no shipped development secret beyond loopback),
 //! [`startup`] (wiring), [`routes::admin`] (admin API), [`metrics`],
-//! [`replay`] (the fixture sender), [`clock`] (injected time).
+//! [`replay`] (the fixture sender), [`clock`] (injected time),
+//! [`reconcile`] (gap-fill: recording what a provider listed but never
+//! delivered, through the same ledger statement and key).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -22,6 +24,7 @@ pub mod dev_values;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod reconcile;
 pub mod relay;
 pub mod replay;
 pub mod routes;
