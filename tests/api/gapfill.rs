@@ -19,6 +19,7 @@ backend_tests!(
     the_overlap_rereads_without_recording_twice_and_unsettled_events_wait,
     a_500_mid_pass_keeps_the_recorded_pages_and_the_cursor_and_the_next_pass_finishes,
     a_429_is_waited_out_for_its_retry_after,
+    requests_are_paced_by_rate_per_sec,
     a_bad_key_is_reported_and_changes_nothing,
     one_pass_at_a_time_and_scheduled_passes_once_per_interval,
 );
@@ -316,6 +317,20 @@ async fn a_429_is_waited_out_for_its_retry_after(backend: Backend) {
     assert_eq!(g.stripe.seen().len(), 2, "asked again after the wait");
     assert_eq!(g.pause.waits(), vec![7_000]);
     assert!(g.app.clock.now_ms() - before >= 7_000);
+}
+
+async fn requests_are_paced_by_rate_per_sec(backend: Backend) {
+    let toml = STRIPE_GAP.replace(
+        "interval_secs = 300",
+        "interval_secs = 300\nrate_per_sec = 1",
+    );
+    let g = gap_with(backend, Faults::default(), &toml).await;
+    g.stripe.add(g.events(0, 50));
+    assert_eq!(g.pass_ok().await.filled, 50);
+    // Three pages at one request a second: the first at once, then a
+    // second's wait before each of the others.
+    assert_eq!(g.stripe.seen().len(), 3);
+    assert_eq!(g.pause.waits(), vec![1_000, 1_000]);
 }
 
 async fn a_bad_key_is_reported_and_changes_nothing(backend: Backend) {
