@@ -20,6 +20,7 @@ backend_tests!(
     a_500_mid_pass_keeps_the_recorded_pages_and_the_cursor_and_the_next_pass_finishes,
     a_429_is_waited_out_for_its_retry_after,
     requests_are_paced_by_rate_per_sec,
+    an_action_the_source_ignores_gets_its_ignored_row,
     a_bad_key_is_reported_and_changes_nothing,
     one_pass_at_a_time_and_scheduled_passes_once_per_interval,
 );
@@ -331,6 +332,31 @@ async fn requests_are_paced_by_rate_per_sec(backend: Backend) {
     // second's wait before each of the others.
     assert_eq!(g.stripe.seen().len(), 3);
     assert_eq!(g.pause.waits(), vec![1_000, 1_000]);
+}
+
+async fn an_action_the_source_ignores_gets_its_ignored_row(backend: Backend) {
+    let toml = STRIPE_GAP.replace(
+        "secret = \"whsec_test_gap\"",
+        "secret = \"whsec_test_gap\"\nactions = { \"setup_intent.created\" = \"ignore\" }",
+    );
+    let g = gap_with(backend, Faults::default(), &toml).await;
+    let events = g.events(0, 2);
+    g.stripe.add(events.clone());
+    assert_eq!(g.pass_ok().await.filled, 2);
+    let rows = g.rows().await;
+    assert!(rows.iter().all(|r| r["status"] == "ignored"
+        && r["strategy"] == "action_object"
+        && r["dedup_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ign:setup_intent.created:")));
+    // The webhook of the same event meets that row.
+    let late = g.webhook(&events[0]).await;
+    assert_eq!(
+        (late.status, late.body["status"].as_str()),
+        (200, Some("ignored"))
+    );
+    assert_eq!(g.app.ledger_total().await, 2);
 }
 
 async fn a_bad_key_is_reported_and_changes_nothing(backend: Backend) {
