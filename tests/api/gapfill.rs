@@ -23,6 +23,7 @@ backend_tests!(
     an_action_the_source_ignores_gets_its_ignored_row,
     a_bad_key_is_reported_and_changes_nothing,
     one_pass_at_a_time_and_scheduled_passes_once_per_interval,
+    a_pass_whose_lease_ran_out_writes_nothing,
 );
 
 const STRIPE_GAP: &str = r#"
@@ -427,4 +428,95 @@ async fn one_pass_at_a_time_and_scheduled_passes_once_per_interval(backend: Back
     g.app.clock.advance_ms(1_000);
     assert!(reconciler.run_once(scheduled).await.unwrap().is_some());
     assert_eq!(g.stripe.seen().len(), calls + 2, "one call per due pass");
+}
+
+async fn a_pass_whose_lease_ran_out_writes_nothing(backend: Backend) {
+    use hookledger::store::reconcile::ReconcileLease;
+    let g = gap(backend, Faults::default()).await;
+    let store = &g.app.store;
+    let now = g.app.clock.now_ms();
+    let stalled = ReconcileLease {
+        source: "stripe_gap".into(),
+        holder: "stalled".into(),
+    };
+    let taker = ReconcileLease {
+        source: "stripe_gap".into(),
+        holder: "taker".into(),
+    };
+    assert!(store
+        .take_reconcile_lease(&stalled, now, now + 1_000, false)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .take_reconcile_lease(&taker, now, now + 1_000, false)
+        .await
+        .unwrap()
+        .is_none());
+    // The stalled pass's lease runs out and another pass takes over.
+    let later = now + 1_000;
+    assert!(store
+        .take_reconcile_lease(&taker, later, later + 1_000, false)
+        .await
+        .unwrap()
+        .is_some());
+    let source = hookledger::sources::Source::new(g.app.config.sources["stripe_gap"].clone());
+    let body = serde_json::to_vec(&listed_event(1, g.app.now_secs() - 600)).unwrap();
+    let delivery = source
+        .parse(
+            hookledger::sources::BodyKind::Json,
+            &Vec::<(String, String)>::new(),
+            &body,
+        )
+        .unwrap();
+    let hash = hookledger::dedup::body_hash(
+        hookledger::sources::BodyKind::Json,
+        &body,
+        &delivery.payload,
+    );
+    let (event, _) = hookledger::ingest::ledger_event(
+        &source,
+        hookledger::sources::BodyKind::Json,
+        &body,
+        delivery,
+        hash,
+        later,
+    );
+    let written = store
+        .record_reconciled(
+            &stalled,
+            later,
+            later + 1_000,
+            std::slice::from_ref(&event),
+            Some(later),
+        )
+        .await
+        .unwrap();
+    assert!(written.is_none(), "the stalled pass is refused");
+    assert!(!store
+        .renew_reconcile_lease(&stalled, later, later + 1_000)
+        .await
+        .unwrap());
+    assert_eq!(g.app.ledger_total().await, 0);
+    assert_eq!(store.reconcile_cursor("stripe_gap").await.unwrap(), None);
+    // The holder's own write goes through, once.
+    let ids = store
+        .record_reconciled(
+            &taker,
+            later,
+            later + 1_000,
+            &[event.clone(), event],
+            Some(later),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        ids[0].is_some() != ids[1].is_some(),
+        "one of two copies is new: {ids:?}"
+    );
+    assert_eq!(
+        store.reconcile_cursor("stripe_gap").await.unwrap(),
+        Some(later)
+    );
 }
