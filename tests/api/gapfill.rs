@@ -24,6 +24,7 @@ backend_tests!(
     a_bad_key_is_reported_and_changes_nothing,
     one_pass_at_a_time_and_scheduled_passes_once_per_interval,
     a_pass_whose_lease_ran_out_writes_nothing,
+    a_gap_filled_event_is_processed_and_fed_like_a_webhook,
 );
 
 const STRIPE_GAP: &str = r#"
@@ -519,4 +520,18 @@ async fn a_pass_whose_lease_ran_out_writes_nothing(backend: Backend) {
         store.reconcile_cursor("stripe_gap").await.unwrap(),
         Some(later)
     );
+}
+
+async fn a_gap_filled_event_is_processed_and_fed_like_a_webhook(backend: Backend) {
+    let toml = format!("{STRIPE_GAP}{}", crate::feed::feed_toml(None));
+    let g = gap_with(backend, Faults::default(), &toml).await;
+    let events = g.events(0, 1);
+    g.stripe.add(events.clone());
+    assert_eq!(g.pass_ok().await.filled, 1);
+    g.app.drain().await;
+    let page = crate::feed::feed(&g.app, "").await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["type"], "setup_intent.created");
+    assert_eq!(items[0]["data"]["ledger_id"], g.rows().await[0]["id"]);
 }
