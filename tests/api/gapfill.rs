@@ -25,6 +25,7 @@ backend_tests!(
     one_pass_at_a_time_and_scheduled_passes_once_per_interval,
     a_pass_whose_lease_ran_out_writes_nothing,
     a_gap_filled_event_is_processed_and_fed_like_a_webhook,
+    the_console_shows_an_events_origin,
 );
 
 const STRIPE_GAP: &str = r#"
@@ -534,4 +535,22 @@ async fn a_gap_filled_event_is_processed_and_fed_like_a_webhook(backend: Backend
     assert_eq!(items.len(), 1, "{page}");
     assert_eq!(items[0]["type"], "setup_intent.created");
     assert_eq!(items[0]["data"]["ledger_id"], g.rows().await[0]["id"]);
+}
+
+async fn the_console_shows_an_events_origin(backend: Backend) {
+    use crate::console::{console_get, login};
+    let g = gap(backend, Faults::default()).await;
+    let events = g.events(0, 2);
+    assert_eq!(g.webhook(&events[0]).await.status, 202);
+    g.stripe.add(events.clone());
+    assert_eq!(g.pass_ok().await.filled, 1);
+    let cookie = login(&g.app).await;
+    for row in g.rows().await {
+        let id = row["id"].as_i64().unwrap();
+        let page = console_get(&g.app, Some(&cookie), &format!("/console/events/{id}")).await;
+        assert_eq!(page.status, 200);
+        let gap_filled = page.text.contains("its webhook never arrived");
+        assert_eq!(gap_filled, row["origin"] == "reconcile", "{}", page.text);
+        assert!(page.text.contains("id=\"event-origin\""));
+    }
 }
