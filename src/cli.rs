@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `migrate`, `prune`, `replay`.
+//! The command line: `serve` (default), `migrate`, `prune`, `replay`,
+//! `reconcile`.
 
 use std::path::PathBuf;
 
@@ -21,11 +22,32 @@ pub enum Command {
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Drop finished ledger rows received before a given age, and feed
-    /// items older than `feed.retention_secs`.
+    /// items older than `feed.retention_secs`. Rows younger than their
+    /// source's resend horizon, and dead rows, are kept unless told.
     Prune {
         /// Age such as 30d, 12h, 15m or 45s.
         #[arg(long, value_parser = parse_age)]
         older_than: u64,
+        /// Also drop rows younger than their source's resend horizon (a
+        /// resend of one of them would then be processed again).
+        #[arg(long)]
+        force: bool,
+        /// Also drop dead rows (dead letters).
+        #[arg(long)]
+        dead: bool,
+    },
+    /// Look for events a provider sent but hookledger never received
+    /// (gap-fill, for sources with a `reconcile` table), once.
+    Reconcile {
+        /// Only this source (default: every source with a `reconcile` table).
+        #[arg(long)]
+        source: Option<String>,
+        /// Read back this far (30d, 72h, …) instead of from the cursor.
+        #[arg(long, value_parser = parse_age)]
+        since: Option<u64>,
+        /// List and count only: record, request and move nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Send fixtures to a running hookledger, signed as their providers would.
     Replay {

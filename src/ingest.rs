@@ -29,8 +29,60 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::dedup::{self, KeyPlan, Strategy};
 use crate::metrics::Metrics;
+use crate::sources::{BodyKind, Delivery, Source};
 use crate::store::{GroupCommit, NewEvent, RecordOutcome, Store, StoreError};
+
+/// The ledger row a verified, parsed delivery claims: its dedup key by the
+/// rules of SPEC §3 and what the row holds. The one place a key is made,
+/// for webhooks and for events gap-fill found (`reconcile`), so that the
+/// two meet on the same key and whichever comes second is not new.
+pub fn ledger_event(
+    source: &Source,
+    kind: BodyKind,
+    body: &[u8],
+    delivery: Delivery,
+    body_hash: String,
+    received_at_ms: i64,
+) -> (NewEvent, Strategy) {
+    let plan = dedup::plan(
+        &delivery,
+        source.actions(),
+        source.config.hash_window_secs,
+        &body_hash,
+        received_at_ms,
+    );
+    let (key, previous_key, strategy, ignored) = match plan {
+        KeyPlan::Insert {
+            strategy,
+            key,
+            previous_key,
+        } => (key, previous_key, strategy, false),
+        KeyPlan::Ignore { key } => (key, None, Strategy::ActionObject, true),
+    };
+    let event = NewEvent {
+        source: source.name().to_string(),
+        dedup_key: key,
+        previous_key,
+        strategy,
+        ignored,
+        event_time_ms: source.event_time_ms(delivery.event_time_ms, received_at_ms),
+        // A JSON body is stored as received (it parsed, so it is valid JSON
+        // and UTF-8); a form body as its flat JSON object.
+        payload: match kind {
+            BodyKind::Json => String::from_utf8_lossy(body).into_owned(),
+            BodyKind::Form => delivery.payload.to_string(),
+        },
+        provider_event_id: delivery.event_id,
+        action: delivery.action,
+        object_type: delivery.object_type,
+        object_id: delivery.object_id,
+        body_hash,
+        received_at_ms,
+    };
+    (event, strategy)
+}
 
 type Reply = oneshot::Sender<Result<RecordOutcome, String>>;
 

@@ -13,7 +13,9 @@
 //! [`telemetry`] and [`json_log`] (text or JSON log lines),
 //! [`startup`] (wiring), [`routes::admin`] (admin API), [`console`] (the web
 //! console at `/console`), [`metrics`],
-//! [`replay`] (the fixture sender), [`clock`] (injected time).
+//! [`replay`] (the fixture sender), [`clock`] (injected time),
+//! [`reconcile`] (gap-fill: recording what a provider listed but never
+//! delivered, through the same ledger statement and key).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -26,6 +28,7 @@ pub mod error;
 pub mod ingest;
 pub mod json_log;
 pub mod metrics;
+pub mod reconcile;
 pub mod relay;
 pub mod replay;
 pub mod routes;

@@ -10,9 +10,14 @@ use clap::Parser;
 use hookledger::cli::{Cli, Command};
 use hookledger::clock::{Clock, SystemClock};
 use hookledger::config::{self, ProcessEnv};
+use hookledger::reconcile::{self, PassOptions};
+use hookledger::sources::providers::DEFAULT_RESEND_HORIZON_SECS;
 use hookledger::startup::Application;
+use hookledger::store::retention::PrunePolicy;
 use hookledger::store::Store;
 use hookledger::{replay, telemetry};
+
+use reconcile::cli as reconcile_cli;
 
 /// mimalloc: the ingest path allocates many small, short-lived buffers
 /// across threads, where it measurably beats the system allocator.
@@ -71,11 +76,42 @@ async fn run(cli: Cli, config: config::Config) -> anyhow::Result<ExitCode> {
                 })?;
             telemetry::say(format, "database is up to date");
         }
-        Command::Prune { older_than } => {
+        Command::Prune {
+            older_than,
+            force,
+            dead,
+        } => {
             let store = Store::open(&config.server.database_url).await?;
-            let before = SystemClock.now_ms() - (*older_than as i64).saturating_mul(1000);
-            let dropped = store.prune(before).await?;
-            telemetry::say(format, &format!("pruned {dropped} ledger rows"));
+            let now = SystemClock.now_ms();
+            let age_ms = i64::try_from(older_than.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let policy = PrunePolicy {
+                before_ms: now.saturating_sub(age_ms),
+                now_ms: now,
+                horizons_secs: config
+                    .sources
+                    .iter()
+                    .map(|(name, s)| (name.clone(), s.horizon_secs))
+                    .collect(),
+                default_horizon_secs: DEFAULT_RESEND_HORIZON_SECS,
+                force: *force,
+                dead: *dead,
+            };
+            let report = store.prune_with(&policy).await?;
+            telemetry::say(format, &format!("pruned {} ledger rows", report.dropped));
+            telemetry::say(
+                format,
+                &format!(
+                    "kept {} ledger rows younger than their source's resend horizon (--force drops them)",
+                    report.kept_for_horizon
+                ),
+            );
+            telemetry::say(
+                format,
+                &format!(
+                    "kept {} dead ledger rows (--dead drops them)",
+                    report.kept_dead
+                ),
+            );
             // The feed keeps its own horizon (SPEC §8), whatever --older-than says.
             if let Some(feed) = &config.feed {
                 let retention_ms =
@@ -86,6 +122,23 @@ async fn run(cli: Cli, config: config::Config) -> anyhow::Result<ExitCode> {
                     format,
                     &format!("pruned {items} feed items older than feed.retention_secs"),
                 );
+            }
+        }
+        Command::Reconcile {
+            source,
+            since,
+            dry_run,
+        } => {
+            let store = Store::open(&config.server.database_url).await?;
+            let options = PassOptions {
+                since_secs: *since,
+                dry_run: *dry_run,
+                scheduled: false,
+            };
+            let all_read =
+                reconcile_cli::run(&config, store, source.as_deref(), options, format).await?;
+            if !all_read {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Replay {

@@ -42,6 +42,24 @@ pub enum DeliveryResult {
     dead,
 }
 
+/// What gap-fill did with a listed event (SPEC §10).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReconcileResult {
+    /// Recorded: it had never arrived by webhook.
+    inserted,
+    /// Missing, and GitHub was asked to deliver it again.
+    redelivery_requested,
+    /// Already in the ledger.
+    present,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconciledLabels {
+    source: String,
+    result: ReconcileResult,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeliveryLabels {
     destination: String,
@@ -85,6 +103,7 @@ pub struct Metrics {
     feed_items: Counter,
     feed_streams: Gauge,
     feed_waiters: Gauge,
+    reconciled: Family<ReconciledLabels, Counter>,
     /// When a scrape last recounted `deliveries_pending` (Unix ms; `i64::MIN`:
     /// never).
     pending_counted_at: AtomicI64,
@@ -205,8 +224,15 @@ impl Metrics {
             "Age of the oldest pending ledger row (0 when none is pending)",
             oldest_pending.clone(),
         );
+        let reconciled = Family::<ReconciledLabels, Counter>::default();
+        registry.register(
+            "hookledger_reconciled",
+            "Events gap-fill listed, by source and what became of them",
+            reconciled.clone(),
+        );
         Metrics {
             registry,
+            reconciled,
             events,
             oldest_pending,
             events_counted_at: AtomicI64::new(i64::MIN),
@@ -293,6 +319,16 @@ impl Metrics {
     /// when it stops).
     pub fn feed_waiters_add(&self, delta: i64) {
         self.feed_waiters.inc_by(delta);
+    }
+
+    /// Gap-fill listed `n` events of `source` that ended as `result`.
+    pub fn reconciled(&self, source: &str, result: ReconcileResult, n: u64) {
+        self.reconciled
+            .get_or_create(&ReconciledLabels {
+                source: source.to_string(),
+                result,
+            })
+            .inc_by(n);
     }
 
     pub fn received(&self, source: &str, outcome: Outcome) {

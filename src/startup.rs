@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::{BatchSettings, Ingestor};
 use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
 use crate::relay::Relay;
 use crate::sources::Source;
 use crate::state::AppState;
@@ -30,6 +31,7 @@ pub struct Application {
     state: web::Data<AppState>,
     worker: Worker,
     relays: Vec<Relay>,
+    reconcilers: Vec<Reconciler>,
     shutdown: CancellationToken,
     background: Vec<JoinHandle<()>>,
 }
@@ -103,6 +105,7 @@ impl Application {
             runtime: tokio::runtime::Handle::current(),
         });
         let relays = Relay::for_config(&store, &config, &clock, &metrics);
+        let reconcilers = crate::reconcile::for_sources(sources.values(), &store, &clock, &metrics);
         let worker = Worker::new(
             store.clone(),
             config.clone(),
@@ -147,6 +150,10 @@ impl Application {
             for relay in &relays {
                 background.push(tokio::spawn(relay.clone().run(shutdown.clone())));
             }
+            // Gap-fill (SPEC §10): a pass now, then one every interval.
+            for reconciler in &reconcilers {
+                background.push(tokio::spawn(reconciler.clone().run(shutdown.clone())));
+            }
         }
         let app_state = state.clone();
         let source_names: Vec<String> = config.sources.keys().cloned().collect();
@@ -170,6 +177,7 @@ impl Application {
             state,
             worker,
             relays,
+            reconcilers,
             shutdown,
             background,
         })
@@ -198,6 +206,15 @@ impl Application {
     /// Every destination's relay (see [`relay`](Application::relay)).
     pub fn relays(&self) -> Vec<Relay> {
         self.relays.clone()
+    }
+
+    /// The gap-fill reconciler of source `name` (sharing this
+    /// application's store, clock and metrics), for running passes by hand.
+    pub fn reconciler(&self, name: &str) -> Option<Reconciler> {
+        self.reconcilers
+            .iter()
+            .find(|r| r.source_name() == name)
+            .cloned()
     }
 
     /// Serves until SIGINT/SIGTERM, then stops accepting, lets in-flight

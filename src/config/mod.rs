@@ -284,6 +284,12 @@ pub struct SourceConfig {
     pub fetch: Option<FetchConfig>,
     /// Where this source's processed events go (empty: nowhere).
     pub deliver: Vec<DeliverRule>,
+    /// How long after an event its provider may still resend it (SPEC
+    /// §10): `prune` keeps younger rows unless forced. The preset's
+    /// horizon unless `horizon_secs` is set.
+    pub horizon_secs: u64,
+    /// Gap-fill (SPEC §10), for presets whose provider lists its events.
+    pub reconcile: Option<ReconcileConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -316,10 +322,13 @@ mod expand;
 pub mod feed;
 mod public_origin;
 mod raw;
+pub mod reconcile;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_destinations;
+#[cfg(test)]
+mod tests_reconcile;
 mod validate;
 mod validate_destinations;
 
@@ -328,6 +337,7 @@ pub use destinations::{
     NatsDestination,
 };
 pub use feed::{FeedConfig, DEFAULT_FEED_RETENTION_SECS};
+pub use reconcile::ReconcileConfig;
 pub use validate_destinations::check_subject;
 
 use expand::{expand_vars, follows_from, toml_syntax_problem};

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::expand::without_value;
 use super::feed::RawFeed;
+use super::reconcile::RawReconcile;
 use super::validate_destinations::{RawDeliverRule, RawDestination};
 use super::{Locator, Secret};
 
@@ -81,6 +82,8 @@ pub(super) struct RawSource {
     pub(super) fetch: Option<RawFetch>,
     #[serde(default)]
     pub(super) deliver: Vec<RawDeliverRule>,
+    pub(super) horizon_secs: Option<u64>,
+    pub(super) reconcile: Option<RawReconcile>,
 }
 
 /// `secret = "…"` or `secret = ["new", "old"]`.

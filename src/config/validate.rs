@@ -4,6 +4,7 @@
 use super::feed::validate_feed;
 use super::public_origin;
 use super::raw::{RawConfig, RawFetch, RawSource};
+use super::reconcile::validate_reconcile;
 use super::validate_destinations::{validate_deliver, validate_destination};
 use super::*;
 
@@ -321,8 +322,21 @@ fn validate_source(name: &str, raw: RawSource, problems: &mut Vec<String>) -> Op
             _ => problems.push(format!("{at}.public_url: expected an absolute http(s) URL")),
         }
     }
+    let reconcile = match (raw.reconcile, preset) {
+        (Some(r), Some(p)) => {
+            validate_reconcile(&format!("{at}.reconcile"), p.provider(), r, problems)
+        }
+        _ => None,
+    };
+    if raw.horizon_secs == Some(0) {
+        problems.push(format!("{at}.horizon_secs must be at least 1"));
+    }
     let source = SourceConfig {
         name: name.to_string(),
+        horizon_secs: raw
+            .horizon_secs
+            .unwrap_or(preset.map_or(0, |p| p.provider().resend_horizon_secs)),
+        reconcile,
         preset: preset?,
         secrets,
         public_url: raw.public_url,

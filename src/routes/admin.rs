@@ -132,6 +132,7 @@ fn event_json(row: &EventRow) -> Value {
         "event_time": rfc3339(row.event_time),
         "received_at": rfc3339(row.received_at),
         "processed_at": opt_time(row.processed_at),
+        "origin": row.origin,
     })
 }
 

@@ -18,12 +18,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::dedup::{self, KeyPlan, Strategy};
+use crate::dedup::{self, Strategy};
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Outcome, UNKNOWN_SOURCE_LABEL};
-use crate::sources::{self, BodyKind, Source};
+use crate::sources::{self, Source};
 use crate::state::AppState;
-use crate::store::{NewEvent, RecordOutcome};
+use crate::store::RecordOutcome;
 
 /// `POST /webhooks/{source}`: any name, configured or not (404).
 pub async fn receive(
@@ -180,41 +180,10 @@ async fn handle(
             return Err(ApiError::Signature(sources::SignatureError::Invalid));
         }
     }
-    let plan = dedup::plan(
-        &delivery,
-        source.actions(),
-        source.config.hash_window_secs,
-        &body_hash,
-        received_at_ms,
-    );
-    let (key, previous_key, strategy, ignored) = match plan {
-        KeyPlan::Insert {
-            strategy,
-            key,
-            previous_key,
-        } => (key, previous_key, strategy, false),
-        KeyPlan::Ignore { key } => (key, None, Strategy::ActionObject, true),
-    };
-    let event = NewEvent {
-        source: source.name().to_string(),
-        dedup_key: key.clone(),
-        previous_key: previous_key.clone(),
-        strategy,
-        ignored,
-        provider_event_id: delivery.event_id,
-        action: delivery.action,
-        object_type: delivery.object_type,
-        object_id: delivery.object_id,
-        event_time_ms: source.event_time_ms(delivery.event_time_ms, received_at_ms),
-        // A JSON body is stored as received (it parsed, so it is valid JSON
-        // and UTF-8); a form body as its flat JSON object.
-        payload: match kind {
-            BodyKind::Json => String::from_utf8_lossy(&body).into_owned(),
-            BodyKind::Form => delivery.payload.to_string(),
-        },
-        body_hash,
-        received_at_ms,
-    };
+    let (event, strategy) =
+        crate::ingest::ledger_event(source, kind, &body, delivery, body_hash, received_at_ms);
+    let previous_key = event.previous_key.clone();
+    let key = event.dedup_key.clone();
     let outcome = state.ingestor.record(event).await?;
     // A payload-hash duplicate names the key of the bucket its first copy came in.
     let key = match (outcome, previous_key) {

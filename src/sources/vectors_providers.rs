@@ -37,6 +37,8 @@ pub(super) fn config_named(name: &str, preset: Preset, secrets: &[&str]) -> Sour
         hash_window_secs: 300,
         fetch: None,
         deliver: Vec::new(),
+        horizon_secs: preset.provider().resend_horizon_secs,
+        reconcile: None,
     }
 }
 

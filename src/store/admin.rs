@@ -16,9 +16,11 @@ use super::{with_pool, Store, StoreError};
 pub const PRUNE_BATCH_ROWS: i64 = 1_000;
 
 /// The next batch of rows a prune may drop: `$1` the cut-off, `$2` the id
-/// cursor, `$3` the batch size.
+/// cursor, `$3` the batch size, `$4` the one source (NULL: all), `$5`
+/// whether `dead` rows go too.
 const PRUNABLE: &str = "SELECT id FROM events e WHERE e.received_at < $1 AND e.id > $2 \
 AND e.status NOT IN ('pending', 'processing', 'failed') \
+AND (CAST($4 AS TEXT) IS NULL OR e.source = $4) AND ($5 OR e.status <> 'dead') \
 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id \
     AND d.status IN ('pending', 'delivering', 'failed')) \
 ORDER BY id LIMIT $3";
@@ -45,6 +47,8 @@ pub struct EventRow {
     pub duplicates: i64,
     pub last_duplicate_at: Option<i64>,
     pub payload_differs: bool,
+    /// How the row came in: `webhook` or `reconcile` (gap-fill, SPEC §10).
+    pub origin: String,
 }
 
 /// The same, with the stored payload (JSON text).
@@ -101,7 +105,7 @@ pub(super) const EVENT_COLUMNS: &str =
     "id, source, dedup_key, strategy, status, attempts, last_error, \
 provider_event_id, action, object_type, object_id, event_time, received_at, \
 CASE WHEN status = 'done' THEN processed_at END AS processed_at, duplicates, \
-last_duplicate_at, payload_differs";
+last_duplicate_at, payload_differs, origin";
 
 impl Store {
     pub async fn event(&self, id: i64) -> Result<Option<EventDetail>, StoreError> {
@@ -250,6 +254,18 @@ impl Store {
         before_ms: i64,
         batch_rows: i64,
     ) -> Result<u64, StoreError> {
+        self.prune_rows(before_ms, batch_rows, None, true).await
+    }
+
+    /// The prune of [`prune_in_batches`](Store::prune_in_batches), of one
+    /// `source`'s rows only when given, and of `dead` rows only if `dead`.
+    pub(super) async fn prune_rows(
+        &self,
+        before_ms: i64,
+        batch_rows: i64,
+        source: Option<&str>,
+        dead: bool,
+    ) -> Result<u64, StoreError> {
         // Copies of a pruned row go with it: folded into it, then dropped.
         self.fold_pending_duplicates().await?;
         let batch_rows = batch_rows.max(1);
@@ -269,6 +285,8 @@ impl Store {
                         .bind(before_ms)
                         .bind(after)
                         .bind(batch_rows)
+                        .bind(source)
+                        .bind(dead)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -278,6 +296,8 @@ impl Store {
                     .bind(before_ms)
                     .bind(after)
                     .bind(batch_rows)
+                    .bind(source)
+                    .bind(dead)
                     .fetch_all(&mut *tx)
                     .await?;
                     tx.commit().await?;
@@ -305,6 +325,8 @@ impl Store {
                     .bind(before_ms)
                     .bind(after)
                     .bind(batch_rows)
+                    .bind(source)
+                    .bind(dead)
                     .fetch_all(&mut *tx)
                     .await?;
                     tx.commit().await?;

@@ -86,7 +86,7 @@ impl RecordOutcome {
 }
 
 /// `$13`: the id `batch::lock_and_draw` drew for this delivery.
-const INSERT_EVENT: &str = "\
+pub(super) const INSERT_EVENT: &str = "\
 INSERT INTO events (id, source, dedup_key, strategy, status, provider_event_id, action, \
     object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at) \
 OVERRIDING SYSTEM VALUE \

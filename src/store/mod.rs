@@ -33,6 +33,8 @@ pub mod lease;
 pub mod ledger;
 pub mod outbox;
 pub mod queue;
+pub mod reconcile;
+pub mod retention;
 mod sqlite_ledger;
 mod tokens;
 pub mod variants;

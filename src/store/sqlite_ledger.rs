@@ -47,7 +47,7 @@ use super::StoreError;
 use crate::config::DEFAULT_BATCH_MAX_ROWS;
 use crate::dedup::Strategy;
 
-const INSERT_EVENT: &str = "\
+pub(super) const INSERT_EVENT: &str = "\
 INSERT INTO events (source, dedup_key, strategy, status, provider_event_id, action, \
     object_type, object_id, event_time, payload, body_hash, received_at, next_attempt_at) \
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \

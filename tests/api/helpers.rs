@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use hookledger::clock::{Clock, ManualClock};
 use hookledger::config::{self, Config};
+use hookledger::reconcile::{Pause, Reconciler};
 use hookledger::relay::Relay;
 use hookledger::sources::Source;
 use hookledger::startup::Application;
@@ -265,6 +266,8 @@ pub struct TestApp {
     pub worker: Worker,
     /// Every destination's relay, for driving deliveries by hand.
     pub relays: Vec<Relay>,
+    /// Every gap-fill reconciler, for running passes by hand.
+    pub reconcilers: Vec<Reconciler>,
     pub db: TestDb,
 }
 
@@ -278,7 +281,7 @@ pub fn test_config_text(database_url: &str, upstream: &str, options: &TestOption
         options.server_toml,
         options.processing_toml,
         TEST_SOURCES.replace("{upstream}", upstream),
-        options.extra_toml
+        options.extra_toml.replace("{upstream}", upstream)
     )
 }
 
@@ -317,6 +320,11 @@ pub async fn spawn_app_with(backend: Backend, options: TestOptions) -> TestApp {
     let port = app.port();
     let worker = app.worker();
     let relays = app.relays();
+    let reconcilers = config
+        .sources
+        .keys()
+        .filter_map(|name| app.reconciler(name))
+        .collect();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -332,6 +340,7 @@ pub async fn spawn_app_with(backend: Backend, options: TestOptions) -> TestApp {
         config,
         worker,
         relays,
+        reconcilers,
         db,
     }
 }
@@ -461,6 +470,17 @@ impl TestApp {
             .clone()
     }
 
+    /// The reconciler of source `name`, waiting by moving the test's clock
+    /// (the waits are recorded in `pause`).
+    pub fn reconciler(&self, name: &str, pause: &ClockPause) -> Reconciler {
+        self.reconcilers
+            .iter()
+            .find(|r| r.source_name() == name)
+            .unwrap_or_else(|| panic!("source {name:?} has no reconcile table"))
+            .clone()
+            .with_pause(Arc::new(pause.clone()))
+    }
+
     /// A GET on the admin API with the test token.
     pub async fn admin_get(&self, path_and_query: &str) -> Answer {
         let response = self
@@ -510,6 +530,35 @@ impl TestApp {
     /// Processes everything due at the clock's current time.
     pub async fn drain(&self) -> usize {
         self.worker.drain().await.expect("draining the worker")
+    }
+}
+
+/// A gap-fill wait that moves the manual clock instead of sleeping, and
+/// remembers how long each wait was.
+#[derive(Clone)]
+pub struct ClockPause {
+    pub clock: ManualClock,
+    pub waits: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl ClockPause {
+    pub fn new(clock: &ManualClock) -> ClockPause {
+        ClockPause {
+            clock: clock.clone(),
+            waits: Arc::default(),
+        }
+    }
+
+    pub fn waits(&self) -> Vec<u64> {
+        self.waits.lock().unwrap().clone()
+    }
+}
+
+impl Pause for ClockPause {
+    fn pause(&self, ms: u64) -> futures_util::future::BoxFuture<'static, ()> {
+        self.clock.advance_ms(ms as i64);
+        self.waits.lock().unwrap().push(ms);
+        Box::pin(async {})
     }
 }
 

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::{Provider, BASE};
+use super::{GapFill, Provider, BASE};
 use crate::sources::locate::{header, Defaults, Find, FindType, Lookup};
 use crate::sources::signature::{decode_hex, verify_body_hmac, ToSign};
 use crate::sources::{body, BodyKind, PayloadError};
@@ -39,6 +39,8 @@ pub const PROVIDER: Provider = Provider {
     sign,
     parse,
     defaults,
+    // GitHub keeps (and can redeliver) a hook's deliveries for 3 days.
+    gap_fill: Some(GapFill::GithubDeliveries),
     ..BASE
 };
 

@@ -137,7 +137,27 @@ pub struct Provider {
     /// The preset's public-key scheme, if it has one (`public_key` is
     /// refused for the others).
     pub asymmetric: Option<&'static Asymmetric>,
+    /// How long after an event the provider may still send it again
+    /// (SPEC §10): `prune` keeps a row this young unless forced, or the
+    /// resend would be new again. `sources.NAME.horizon_secs` overrides it.
+    pub resend_horizon_secs: u64,
+    /// How its lost events can be found again (SPEC §10); `None`: the
+    /// provider lists nothing, and a `reconcile` table is a config error.
+    pub gap_fill: Option<GapFill>,
 }
+
+/// The providers whose API lists what they sent (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapFill {
+    /// `GET /v1/events`: listed events are recorded directly.
+    StripeEvents,
+    /// `GET <hook>/deliveries`: missing deliveries are asked to be redelivered.
+    GithubDeliveries,
+}
+
+/// Three days: how long most providers retry a failed delivery, and the
+/// resend horizon of every preset that does not say otherwise.
+pub const DEFAULT_RESEND_HORIZON_SECS: u64 = 3 * 86_400;
 
 /// An asymmetric (Ed25519) scheme: the receiver holds only a public key.
 pub struct Asymmetric {
@@ -171,6 +191,8 @@ pub const BASE: Provider = Provider {
     challenge: None,
     domain_object: None,
     asymmetric: None,
+    resend_horizon_secs: DEFAULT_RESEND_HORIZON_SECS,
+    gap_fill: None,
 };
 
 /// The secret's bytes as they are: the key of most HMAC schemes.

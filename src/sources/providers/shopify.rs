@@ -16,6 +16,8 @@ pub const PROVIDER: Provider = Provider {
     verify: |s| verify_body_hmac(s, SIGNATURE, "", decode_base64),
     sign,
     defaults,
+    // Shopify retries a failed delivery for 48 hours.
+    resend_horizon_secs: 2 * 86_400,
     ..BASE
 };
 

@@ -3,7 +3,7 @@
 //! `v1` entries appear while a secret rotates. Ids, action and object from
 //! the event body; a processed event's domain data is `/data/object`.
 
-use super::{Provider, BASE};
+use super::{GapFill, Provider, BASE};
 use crate::sources::locate::{pointer, seconds, Defaults, Find, FindType};
 use crate::sources::signature::{any_matches, decode_hex, Signed, ToSign};
 use crate::sources::{trim_ows, SignatureError};
@@ -16,6 +16,9 @@ pub const PROVIDER: Provider = Provider {
     sign,
     defaults,
     domain_object: Some("/data/object"),
+    // Stripe lists (and can resend) events of the last 30 days.
+    resend_horizon_secs: 30 * 86_400,
+    gap_fill: Some(GapFill::StripeEvents),
     ..BASE
 };
 
