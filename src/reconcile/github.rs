@@ -134,7 +134,27 @@ impl Reconciler {
                 "{}/deliveries/{}/attempts",
                 self.config.hook, delivery.id
             ));
-            self.call(pass, reqwest::Method::POST, &url, &[]).await?;
+            match self.call(pass, reqwest::Method::POST, &url, &[]).await {
+                Ok(_) => {}
+                // GitHub refused this one delivery (400, 404, 422: gone,
+                // too old, …): its answer, not the API's. Failing the pass
+                // would stop at it again on every pass and never ask for
+                // any delivery listed after it; it is remembered as asked
+                // for (never asked twice) and the pass goes on.
+                Err(ReconcileError::Status(code)) if (400..500).contains(&code) => {
+                    self.store
+                        .remember_request(source, &delivery.guid, delivery.id, self.clock.now_ms())
+                        .await?;
+                    tracing::warn!(
+                        source,
+                        guid = %delivery.guid,
+                        status = code,
+                        "GitHub refused to redeliver a delivery that never arrived"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             self.store
                 .remember_request(source, &delivery.guid, delivery.id, self.clock.now_ms())
                 .await?;
