@@ -43,7 +43,16 @@ impl Reconciler {
         let mut seen: HashSet<String> = HashSet::new();
         let mut newest_ms: Option<i64> = None;
         let mut pages = 0;
+        // Every page asked for: a `next` link back to one of them (a loop
+        // of GitHub's or a proxy's) would otherwise be followed up to
+        // MAX_PAGES times.
+        let mut followed: HashSet<String> = HashSet::new();
         while let Some(url) = next.take() {
+            if !followed.insert(url.clone()) {
+                return Err(ReconcileError::Unreadable(
+                    "a next link back to a page already read".into(),
+                ));
+            }
             pages += 1;
             if pages > super::MAX_PAGES {
                 return Err(ReconcileError::Unreadable("too many pages".into()));

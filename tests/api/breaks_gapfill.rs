@@ -2,10 +2,11 @@
 //! with hostile mock provider APIs, each pinned here against the same
 //! wiremock mocks as `gapfill.rs` and `gapfill_github.rs`: a listed Stripe
 //! event without an id, a Stripe list that repeats its page with
-//! `has_more: true`, and a redelivery GitHub refuses for one delivery.
+//! `has_more: true`, a redelivery GitHub refuses for one delivery, and a
+//! GitHub `next` link that leads back to a page already read.
 
 use serde_json::{json, Value};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::backend_tests;
@@ -19,6 +20,7 @@ backend_tests!(
     a_listed_event_without_an_id_is_not_recorded_again_by_every_reread,
     a_list_that_repeats_its_page_ends_the_pass_at_the_repeat,
     a_redelivery_github_refuses_does_not_stop_the_older_deliveries,
+    a_next_link_back_to_a_page_already_read_ends_the_pass,
 );
 
 const GITHUB_ATTEMPTS: &str = "/repos/octo-org/octo-repo/hooks/12345678/deliveries";
@@ -125,4 +127,43 @@ async fn a_redelivery_github_refuses_does_not_stop_the_older_deliveries(backend:
     let again = g.pass_since(7_200).await;
     assert_eq!((again.missing, again.filled), (3, 0));
     assert_eq!(g.github.redelivered().len(), 2);
+}
+
+async fn a_next_link_back_to_a_page_already_read_ends_the_pass(backend: Backend) {
+    let g = github_gap(backend, GITHUB_GAP).await;
+    let deliveries = g.deliveries(2);
+    // Every answer is the same page, linking on to the same cursor.
+    let again = format!(
+        "<{}{GITHUB_ATTEMPTS}?per_page=100&cursor=v1_same>; rel=\"next\"",
+        g.app.upstream.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path_regex(format!("^{GITHUB_ATTEMPTS}$")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(Value::Array(deliveries))
+                .insert_header("Link", again.as_str()),
+        )
+        .with_priority(1)
+        .mount(&g.app.upstream)
+        .await;
+    let result = g.pass().await;
+    assert!(
+        matches!(result, Err(ReconcileError::Unreadable(_))),
+        "{result:?}"
+    );
+    // Before the fix the link was followed 10,000 times (MAX_PAGES).
+    let listed = g
+        .app
+        .upstream
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .count();
+    assert_eq!(listed, 2, "the first page, then its link to itself");
+    let mut asked = g.github.redelivered();
+    asked.sort();
+    assert_eq!(asked, vec![1, 2], "each missing delivery asked for once");
 }
