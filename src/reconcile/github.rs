@@ -20,6 +20,12 @@ use crate::config::ActionRule;
 use crate::metrics::ReconcileResult;
 use crate::sources::providers::GapFill;
 
+/// How long a redelivery request is remembered: twice the 3 days GitHub
+/// lists deliveries for. Not `lookback_secs`, which bounds only a first
+/// pass: a pass with `--since 72h` lists every delivery GitHub keeps, and
+/// one asked for earlier must still be found asked for.
+const KEEP_REQUESTS_MS: i64 = 2 * 3 * 86_400_000;
+
 /// One entry of the deliveries list (the fields gap-fill reads).
 #[derive(Debug, Deserialize)]
 struct Delivery {
@@ -99,11 +105,9 @@ impl Reconciler {
                 .record_reconciled(&pass.lease, now, now + super::LEASE_MS, &[], Some(cursor))
                 .await?
                 .ok_or(ReconcileError::LeaseLost)?;
-            // GitHub lists 3 days; a request older than the window is moot.
-            let keep_ms =
-                i64::try_from(self.config.lookback_secs.saturating_mul(2_000)).unwrap_or(i64::MAX);
+            // A request is moot once its delivery can no longer be listed.
             self.store
-                .forget_requests(self.source.name(), now.saturating_sub(keep_ms))
+                .forget_requests(self.source.name(), now.saturating_sub(KEEP_REQUESTS_MS))
                 .await?;
         }
         Ok(summary)

@@ -3,7 +3,8 @@
 //! wiremock mocks as `gapfill.rs` and `gapfill_github.rs`: a listed Stripe
 //! event without an id, a Stripe list that repeats its page with
 //! `has_more: true`, a redelivery GitHub refuses for one delivery, and a
-//! GitHub `next` link that leads back to a page already read.
+//! GitHub `next` link that leads back to a page already read, and a
+//! redelivery request forgotten while GitHub still lists its delivery.
 
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, path_regex};
@@ -21,6 +22,7 @@ backend_tests!(
     a_list_that_repeats_its_page_ends_the_pass_at_the_repeat,
     a_redelivery_github_refuses_does_not_stop_the_older_deliveries,
     a_next_link_back_to_a_page_already_read_ends_the_pass,
+    a_request_is_remembered_as_long_as_github_lists_its_delivery,
 );
 
 const GITHUB_ATTEMPTS: &str = "/repos/octo-org/octo-repo/hooks/12345678/deliveries";
@@ -166,4 +168,24 @@ async fn a_next_link_back_to_a_page_already_read_ends_the_pass(backend: Backend)
     let mut asked = g.github.redelivered();
     asked.sort();
     assert_eq!(asked, vec![1, 2], "each missing delivery asked for once");
+}
+
+async fn a_request_is_remembered_as_long_as_github_lists_its_delivery(backend: Backend) {
+    // A short first-pass lookback: it bounds the first pass only.
+    let toml = GITHUB_GAP.replace(
+        "settle_secs = 300",
+        "settle_secs = 300\nlookback_secs = 3600",
+    );
+    let g = github_gap(backend, &toml).await;
+    g.github.add(g.deliveries(2));
+    assert_eq!(g.pass_ok().await.filled, 2);
+    // Three hours on (the redeliveries never arrived), a pass forgets old
+    // requests; before the fix, those older than twice lookback_secs.
+    g.app.clock.advance_ms(3 * 3_600_000);
+    assert_eq!(g.pass_ok().await.filled, 0);
+    // `hookledger reconcile --since 72h` lists them again, as GitHub still
+    // does: they were asked for already.
+    let since = g.pass_since(72 * 3_600).await;
+    assert_eq!((since.missing, since.filled), (2, 0));
+    assert_eq!(g.github.redelivered().len(), 2, "each asked for once");
 }
