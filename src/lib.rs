@@ -10,6 +10,7 @@
 //!
 //! Around it: [`config`] (TOML + `${VAR}` + env overrides, validated once),
 //! [`dev_values`] (no shipped development secret beyond loopback),
+//! [`telemetry`] and [`json_log`] (text or JSON log lines),
 //! [`startup`] (wiring), [`routes::admin`] (admin API), [`metrics`],
 //! [`replay`] (the fixture sender), [`clock`] (injected time),
 //! [`reconcile`] (gap-fill: recording what a provider listed but never
@@ -23,6 +24,7 @@ pub mod dedup;
 pub mod dev_values;
 pub mod error;
 pub mod ingest;
+pub mod json_log;
 pub mod metrics;
 pub mod reconcile;
 pub mod relay;

@@ -9,7 +9,7 @@ use clap::Parser;
 
 use hookledger::cli::{Cli, Command};
 use hookledger::clock::{Clock, SystemClock};
-use hookledger::config::{self, ProcessEnv};
+use hookledger::config::{self, LogFormat, ProcessEnv};
 use hookledger::reconcile::{self, PassOptions};
 use hookledger::sources::providers::DEFAULT_RESEND_HORIZON_SECS;
 use hookledger::startup::Application;
@@ -25,28 +25,39 @@ use reconcile::cli as reconcile_cli;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    telemetry::init();
     let cli = Cli::parse();
+    // Every command reads the config first: it says how to log
+    // (`server.log_format`), and nothing is logged before it is known.
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            telemetry::fail(LogFormat::Text, &hookledger::error::chain(e.as_ref()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = config.server.log_format;
+    telemetry::init(format);
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, config)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hookledger: {}", hookledger::error::chain(e.as_ref()));
+            telemetry::fail(format, &hookledger::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let load = || -> anyhow::Result<config::Config> {
-        Ok(match &cli.config {
-            Some(path) => config::load_file(path, &ProcessEnv)?,
-            None => config::load(&ProcessEnv)?,
-        })
-    };
+fn load(cli: &Cli) -> anyhow::Result<config::Config> {
+    Ok(match &cli.config {
+        Some(path) => config::load_file(path, &ProcessEnv)?,
+        None => config::load(&ProcessEnv)?,
+    })
+}
+
+async fn run(cli: Cli, config: config::Config) -> anyhow::Result<ExitCode> {
+    let format = config.server.log_format;
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Serve => {
-            let config = load()?;
             let bind = config.server.bind.clone();
             let app = Application::build(config, Arc::new(SystemClock), true).await?;
             let backend = app.store().backend();
@@ -54,21 +65,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_signal().await?;
         }
         Command::Migrate => {
-            let config = load()?;
             Store::open(&config.server.database_url)
                 .await
                 .with_context(|| {
                     let url = config::redact_url(&config.server.database_url);
                     format!("migrating the database {url}")
                 })?;
-            println!("database is up to date");
+            telemetry::say(format, "database is up to date");
         }
         Command::Prune {
             older_than,
             force,
             dead,
         } => {
-            let config = load()?;
             let store = Store::open(&config.server.database_url).await?;
             let now = SystemClock.now_ms();
             let age_ms = i64::try_from(older_than.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -85,14 +94,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dead: *dead,
             };
             let report = store.prune_with(&policy).await?;
-            println!("pruned {} ledger rows", report.dropped);
-            println!(
-                "kept {} ledger rows younger than their source's resend horizon (--force drops them)",
-                report.kept_for_horizon
+            telemetry::say(format, &format!("pruned {} ledger rows", report.dropped));
+            telemetry::say(
+                format,
+                &format!(
+                    "kept {} ledger rows younger than their source's resend horizon (--force drops them)",
+                    report.kept_for_horizon
+                ),
             );
-            println!(
-                "kept {} dead ledger rows (--dead drops them)",
-                report.kept_dead
+            telemetry::say(
+                format,
+                &format!(
+                    "kept {} dead ledger rows (--dead drops them)",
+                    report.kept_dead
+                ),
             );
             // The feed keeps its own horizon (SPEC §8), whatever --older-than says.
             if let Some(feed) = &config.feed {
@@ -100,7 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     i64::try_from(feed.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
                 let cut = SystemClock.now_ms().saturating_sub(retention_ms);
                 let items = store.prune_feed(cut).await?;
-                println!("pruned {items} feed items older than feed.retention_secs");
+                telemetry::say(
+                    format,
+                    &format!("pruned {items} feed items older than feed.retention_secs"),
+                );
             }
         }
         Command::Reconcile {
@@ -108,14 +126,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             dry_run,
         } => {
-            let config = load()?;
             let store = Store::open(&config.server.database_url).await?;
             let options = PassOptions {
                 since_secs: *since,
                 dry_run: *dry_run,
                 scheduled: false,
             };
-            let all_read = reconcile_cli::run(&config, store, source.as_deref(), options).await?;
+            let all_read =
+                reconcile_cli::run(&config, store, source.as_deref(), options, format).await?;
             if !all_read {
                 return Ok(ExitCode::FAILURE);
             }
@@ -126,13 +144,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             times,
             concurrency,
         } => {
-            let config = load()?;
             let url = match url {
                 Some(url) => url.clone(),
                 None => replay::default_url(&config.server.bind),
             };
             let summary = replay::run(&config, paths, &url, *times, *concurrency).await?;
-            println!("{summary}");
+            telemetry::say(format, &summary.to_string());
             if !summary.all_succeeded() {
                 return Ok(ExitCode::FAILURE);
             }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{PassOptions, Reconciler};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::metrics::Metrics;
 use crate::sources::Source;
 use crate::store::Store;
@@ -26,6 +26,7 @@ pub async fn run(
     store: Store,
     only: Option<&str>,
     options: PassOptions,
+    format: LogFormat,
 ) -> anyhow::Result<bool> {
     if let Some(name) = only {
         match config.sources.get(name) {
@@ -48,7 +49,7 @@ pub async fn run(
         })
         .collect();
     if reconcilers.is_empty() {
-        println!("no source has a reconcile table; nothing to do");
+        crate::telemetry::say(format, "no source has a reconcile table; nothing to do");
         return Ok(true);
     }
     let mut all_read = true;
@@ -57,18 +58,23 @@ pub async fn run(
         let deadline = Instant::now() + LEASE_WAIT;
         loop {
             match reconciler.run_once(options).await {
-                Ok(Some(summary)) => println!("{summary}"),
+                Ok(Some(summary)) => crate::telemetry::say(format, &summary.to_string()),
                 Ok(None) if Instant::now() < deadline => {
                     tokio::time::sleep(LEASE_RETRY).await;
                     continue;
                 }
                 Ok(None) => {
                     all_read = false;
-                    eprintln!("{name}: another process held the lease for {LEASE_WAIT:?}; not run");
+                    crate::telemetry::fail(
+                        format,
+                        &format!(
+                            "{name}: another process held the lease for {LEASE_WAIT:?}; not run"
+                        ),
+                    );
                 }
                 Err(e) => {
                     all_read = false;
-                    eprintln!("{name}: failed: {e}");
+                    crate::telemetry::fail(format, &format!("{name}: failed: {e}"));
                 }
             }
             break;

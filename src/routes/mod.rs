@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_deliveries;
+pub mod admin_variants;
 pub mod bearer;
 pub mod feed;
 pub mod health;
@@ -47,6 +48,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
                 .route("/events", web::get().to(admin::events))
                 .route("/events/{id}", web::get().to(admin::event))
                 .route("/events/{id}/replay", web::post().to(admin::replay))
+                .route(
+                    "/events/{id}/variants",
+                    web::get().to(admin_variants::variants),
+                )
                 .route("/stats", web::get().to(admin::stats))
                 .route("/deliveries", web::get().to(admin_deliveries::deliveries))
                 .service(
