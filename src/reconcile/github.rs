@@ -20,6 +20,12 @@ use crate::config::ActionRule;
 use crate::metrics::ReconcileResult;
 use crate::sources::providers::GapFill;
 
+/// How long a redelivery request is remembered: twice the 3 days GitHub
+/// lists deliveries for. Not `lookback_secs`, which bounds only a first
+/// pass: a pass with `--since 72h` lists every delivery GitHub keeps, and
+/// one asked for earlier must still be found asked for.
+const KEEP_REQUESTS_MS: i64 = 2 * 3 * 86_400_000;
+
 /// One entry of the deliveries list (the fields gap-fill reads).
 #[derive(Debug, Deserialize)]
 struct Delivery {
@@ -43,7 +49,16 @@ impl Reconciler {
         let mut seen: HashSet<String> = HashSet::new();
         let mut newest_ms: Option<i64> = None;
         let mut pages = 0;
+        // Every page asked for: a `next` link back to one of them (a loop
+        // of GitHub's or a proxy's) would otherwise be followed up to
+        // MAX_PAGES times.
+        let mut followed: HashSet<String> = HashSet::new();
         while let Some(url) = next.take() {
+            if !followed.insert(url.clone()) {
+                return Err(ReconcileError::Unreadable(
+                    "a next link back to a page already read".into(),
+                ));
+            }
             pages += 1;
             if pages > super::MAX_PAGES {
                 return Err(ReconcileError::Unreadable("too many pages".into()));
@@ -90,11 +105,9 @@ impl Reconciler {
                 .record_reconciled(&pass.lease, now, now + super::LEASE_MS, &[], Some(cursor))
                 .await?
                 .ok_or(ReconcileError::LeaseLost)?;
-            // GitHub lists 3 days; a request older than the window is moot.
-            let keep_ms =
-                i64::try_from(self.config.lookback_secs.saturating_mul(2_000)).unwrap_or(i64::MAX);
+            // A request is moot once its delivery can no longer be listed.
             self.store
-                .forget_requests(self.source.name(), now.saturating_sub(keep_ms))
+                .forget_requests(self.source.name(), now.saturating_sub(KEEP_REQUESTS_MS))
                 .await?;
         }
         Ok(summary)
@@ -134,7 +147,27 @@ impl Reconciler {
                 "{}/deliveries/{}/attempts",
                 self.config.hook, delivery.id
             ));
-            self.call(pass, reqwest::Method::POST, &url, &[]).await?;
+            match self.call(pass, reqwest::Method::POST, &url, &[]).await {
+                Ok(_) => {}
+                // GitHub refused this one delivery (400, 404, 422: gone,
+                // too old, …): its answer, not the API's. Failing the pass
+                // would stop at it again on every pass and never ask for
+                // any delivery listed after it; it is remembered as asked
+                // for (never asked twice) and the pass goes on.
+                Err(ReconcileError::Status(code)) if (400..500).contains(&code) => {
+                    self.store
+                        .remember_request(source, &delivery.guid, delivery.id, self.clock.now_ms())
+                        .await?;
+                    tracing::warn!(
+                        source,
+                        guid = %delivery.guid,
+                        status = code,
+                        "GitHub refused to redeliver a delivery that never arrived"
+                    );
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             self.store
                 .remember_request(source, &delivery.guid, delivery.id, self.clock.now_ms())
                 .await?;

@@ -6,6 +6,8 @@
 //! The cursor moves only in the transaction that records the page with
 //! `has_more: false`, so a pass that fails half-way re-reads next time.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -35,6 +37,11 @@ impl Reconciler {
         };
         let url = self.url("v1/events");
         let mut starting_after: Option<String> = None;
+        // Every id a page was asked to start after: a provider (or a proxy)
+        // that answers `has_more` with a page it already gave would
+        // otherwise be asked again up to MAX_PAGES times, each request
+        // spending the account's API rate limit.
+        let mut asked_after: HashSet<String> = HashSet::new();
         // The newest `created` (ms) of a settled event this pass listed.
         let mut newest_ms: Option<i64> = None;
         for _ in 0..super::MAX_PAGES {
@@ -119,6 +126,11 @@ impl Reconciler {
                 .ok_or_else(|| {
                     ReconcileError::Unreadable("has_more with no last event id".into())
                 })?;
+            if !asked_after.insert(last_id.to_string()) {
+                return Err(ReconcileError::Unreadable(format!(
+                    "the list repeats itself (a page ends again at {last_id:?})"
+                )));
+            }
             starting_after = Some(last_id.to_string());
         }
         Err(ReconcileError::Unreadable(format!(
@@ -131,7 +143,10 @@ impl Reconciler {
     /// same body (a listed event is the body Stripe would have sent, in
     /// the API version of its creation). `None` for one the source cannot
     /// read (an id over 256 bytes, …), which a webhook would have had
-    /// refused too.
+    /// refused too; and for one without an event id, whose key would be a
+    /// payload hash of the time it was read: a new key every time a pass
+    /// re-reads it (overlap, `--since`, a crashed pass), and never the key
+    /// of a webhook (every event Stripe sends has an id).
     fn ledger_event(&self, listed: &Value, now_ms: i64) -> Option<NewEvent> {
         let body = serde_json::to_vec(listed).ok()?;
         let no_headers: Vec<(String, String)> = Vec::new();
@@ -142,6 +157,13 @@ impl Reconciler {
                 return None;
             }
         };
+        if delivery.event_id.as_deref().unwrap_or("").is_empty() {
+            tracing::warn!(
+                source = self.source.name(),
+                "gap-fill skipped a listed event without an id"
+            );
+            return None;
+        }
         let body_hash = crate::dedup::body_hash(BodyKind::Json, &body, &delivery.payload);
         let (event, _) = crate::ingest::ledger_event(
             &self.source,

@@ -28,7 +28,7 @@ backend_tests!(
     the_console_shows_an_events_origin,
 );
 
-const STRIPE_GAP: &str = r#"
+pub(crate) const STRIPE_GAP: &str = r#"
 [sources.stripe_gap]
 preset = "stripe"
 secret = "whsec_test_gap"
@@ -47,17 +47,17 @@ account = "acct_1032D82eZvKYlo2C"
 /// Events per page of the mock (Stripe's own is up to 100).
 const PAGE: usize = 20;
 
-struct Gap {
-    app: TestApp,
-    stripe: StripeEvents,
-    pause: ClockPause,
+pub(crate) struct Gap {
+    pub app: TestApp,
+    pub stripe: StripeEvents,
+    pub pause: ClockPause,
 }
 
-async fn gap(backend: Backend, faults: Faults) -> Gap {
+pub(crate) async fn gap(backend: Backend, faults: Faults) -> Gap {
     gap_with(backend, faults, STRIPE_GAP).await
 }
 
-async fn gap_with(backend: Backend, faults: Faults, toml: &str) -> Gap {
+pub(crate) async fn gap_with(backend: Backend, faults: Faults, toml: &str) -> Gap {
     let app = spawn_app_with(
         backend,
         TestOptions {
@@ -77,14 +77,14 @@ async fn gap_with(backend: Backend, faults: Faults, toml: &str) -> Gap {
 }
 
 impl Gap {
-    async fn pass(&self) -> Result<Option<Summary>, ReconcileError> {
+    pub(crate) async fn pass(&self) -> Result<Option<Summary>, ReconcileError> {
         self.app
             .reconciler("stripe_gap", &self.pause)
             .run_once(PassOptions::default())
             .await
     }
 
-    async fn pass_ok(&self) -> Summary {
+    pub(crate) async fn pass_ok(&self) -> Summary {
         self.pass()
             .await
             .expect("the pass succeeds")
@@ -92,18 +92,18 @@ impl Gap {
     }
 
     /// `n` events created an hour ago, ten seconds apart.
-    fn events(&self, from: usize, n: usize) -> Vec<Value> {
+    pub(crate) fn events(&self, from: usize, n: usize) -> Vec<Value> {
         let start = self.app.now_secs() - 3_600;
         (from..from + n)
             .map(|i| listed_event(i, start + i as i64 * 10))
             .collect()
     }
 
-    async fn webhook(&self, event: &Value) -> Answer {
+    pub(crate) async fn webhook(&self, event: &Value) -> Answer {
         self.app.deliver("stripe_gap", &[], event).await
     }
 
-    async fn rows(&self) -> Vec<Value> {
+    pub(crate) async fn rows(&self) -> Vec<Value> {
         let answer = self
             .app
             .admin_get("/admin/events?source=stripe_gap&limit=500")

@@ -21,7 +21,7 @@ backend_tests!(
     a_bad_token_is_reported_and_asks_for_nothing,
 );
 
-const GITHUB_GAP: &str = r#"
+pub(crate) const GITHUB_GAP: &str = r#"
 [sources.github_gap]
 preset = "github"
 secret = "test-github-gap"
@@ -37,13 +37,13 @@ settle_secs = 300
 /// Deliveries per page of the mock (GitHub's own is up to 100).
 const PAGE: usize = 20;
 
-struct Gap {
-    app: TestApp,
-    github: GithubDeliveries,
-    pause: ClockPause,
+pub(crate) struct Gap {
+    pub app: TestApp,
+    pub github: GithubDeliveries,
+    pub pause: ClockPause,
 }
 
-async fn gap(backend: Backend, toml: &str) -> Gap {
+pub(crate) async fn gap(backend: Backend, toml: &str) -> Gap {
     let app = spawn_app_with(
         backend,
         TestOptions {
@@ -63,19 +63,19 @@ async fn gap(backend: Backend, toml: &str) -> Gap {
     Gap { app, github, pause }
 }
 
-fn guid(n: i64) -> String {
+pub(crate) fn guid(n: i64) -> String {
     format!("58474f00-b361-11eb-836d-{n:012}")
 }
 
 impl Gap {
-    async fn pass(&self) -> Result<Option<Summary>, ReconcileError> {
+    pub(crate) async fn pass(&self) -> Result<Option<Summary>, ReconcileError> {
         self.app
             .reconciler("github_gap", &self.pause)
             .run_once(PassOptions::default())
             .await
     }
 
-    async fn pass_ok(&self) -> Summary {
+    pub(crate) async fn pass_ok(&self) -> Summary {
         self.pass()
             .await
             .expect("the pass succeeds")
@@ -83,7 +83,7 @@ impl Gap {
     }
 
     /// A pass reading back `secs` (as `hookledger reconcile --since`).
-    async fn pass_since(&self, secs: u64) -> Summary {
+    pub(crate) async fn pass_since(&self, secs: u64) -> Summary {
         let options = PassOptions {
             since_secs: Some(secs),
             ..PassOptions::default()
@@ -97,7 +97,7 @@ impl Gap {
     }
 
     /// Deliveries 1..=n, an hour ago, ten seconds apart.
-    fn deliveries(&self, n: i64) -> Vec<Value> {
+    pub(crate) fn deliveries(&self, n: i64) -> Vec<Value> {
         let start = self.app.clock.now_ms() - 3_600_000;
         (1..=n)
             .map(|i| listed_delivery(i, &guid(i), start + i * 10_000))
@@ -105,7 +105,7 @@ impl Gap {
     }
 
     /// The webhook of delivery `n` (as GitHub sends it, or redelivers it).
-    async fn webhook(&self, n: i64, action: &str) -> Answer {
+    pub(crate) async fn webhook(&self, n: i64, action: &str) -> Answer {
         let body = json!({ "action": action, "issue": { "id": 9000 + n, "number": n } });
         let guid = guid(n);
         self.app

@@ -9,6 +9,7 @@ mod admin;
 mod bad_receiver;
 mod bodies;
 mod breaks_destinations;
+mod breaks_gapfill;
 mod busy;
 mod config_checks;
 mod config_destinations;
