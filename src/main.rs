@@ -40,6 +40,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })
     };
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        // Needs no config: the document is the same for every deployment.
+        Command::Openapi => print!("{}", hookledger::routes::openapi::document_json()),
         Command::Serve => {
             let config = load()?;
             let bind = config.server.bind.clone();

@@ -26,11 +26,13 @@ use actix_web_lab::sse;
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::config::ActionGlob;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::store::outbox::Envelope;
 use crate::store::feed::{FeedError, FeedFilter, FeedPage, Position, Start};
 use crate::store::Store;
 
@@ -85,13 +87,80 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /feed`, read as text and checked by hand (see
+/// `admin::ListQuery`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
+    /// `now` (the current end), or a `cursor` / `next_cursor` of this
+    /// feed; absent: the oldest kept item.
     after: Option<String>,
+    /// Page size, 1 to 500 (larger is taken as 500); default 100.
+    #[param(schema_with = super::answers::limit_schema)]
     limit: Option<String>,
+    /// Seconds to hold the request until an item is there (long poll).
+    #[param(schema_with = wait_schema)]
     wait: Option<String>,
+    /// Only items of this source (empty: any).
     source: Option<String>,
+    /// Only items whose action matches one of these comma-separated globs
+    /// (`*` matches any run of characters; at most 32).
+    #[param(schema_with = actions_schema)]
     actions: Option<String>,
+}
+
+/// `GET /feed`: the items after a cursor. Written by hand around the stored
+/// envelopes (`page_answer`); this type is its schema.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema: the page is written around stored bytes
+pub struct FeedPageAnswer {
+    items: Vec<FeedItem<'static>>,
+    /// The last item's cursor; with no item, the cursor given (or the
+    /// current end's). Never null.
+    next_cursor: String,
+}
+
+/// An envelope of SPEC §7 with its cursor.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema: see `FeedPageAnswer`
+pub struct FeedItem<'a> {
+    /// Resume after this item with `after=<cursor>`.
+    cursor: String,
+    #[serde(flatten)]
+    envelope: Envelope<'a>,
+}
+
+/// `wait`: 0 to 60, plain digits.
+fn wait_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(MAX_WAIT_SECS))
+        .build()
+}
+
+/// `actions`: empty (no filter), or 1 to [`MAX_GLOBS`] comma-separated
+/// globs as [`ActionGlob::parse`] takes them: not empty, no control
+/// character (Unicode `Cc`), no whitespace (Unicode `White_Space`) at
+/// either end, none of its foreign wildcard characters.
+fn actions_schema() -> utoipa::openapi::schema::Object {
+    let foreign: String = crate::config::destinations::FOREIGN_GLOB_CHARS
+        .iter()
+        .map(|c| format!("\\{c}"))
+        .collect();
+    let control = r"\x00-\x1f\x7f-\x9f";
+    let space = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+    let inner = format!("[^{control},{foreign}]");
+    let edge = format!("[^{control}{space},{foreign}]");
+    let glob = format!("{edge}(?:{inner}*{edge})?");
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(format!(
+            "^(?:{glob}(?:,{glob}){{0,{}}})?$",
+            MAX_GLOBS - 1
+        )))
+        .build()
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -204,6 +273,27 @@ impl Drop for Waiting<'_> {
 }
 
 /// `GET /feed`.
+#[utoipa::path(
+    get,
+    path = "/feed",
+    tag = "feed",
+    description = "The change feed's items after a cursor, oldest first; with `wait`, held \
+        until at least one item is there or the time is up. Without `[feed]` configured, 404.",
+    params(FeedQuery),
+    security(("feed_token" = [])),
+    responses(
+        (status = 200, description = "A page (it may hold fewer than `limit` items although \
+            more follow)", body = FeedPageAnswer),
+        (status = 400, description = "`invalid_query`: a malformed cursor, limit, wait or \
+            glob", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no feed token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no `[feed]` configured",
+            body = ErrorEnvelope),
+        (status = 410, description = "`cursor_expired`: an item after the cursor was dropped \
+            by retention", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn feed(
     state: web::Data<AppState>,
     wake: web::Data<FeedWake>,
@@ -262,10 +352,42 @@ fn page_answer(page: &FeedPage) -> HttpResponse {
         .body(body)
 }
 
-#[derive(Debug, Deserialize)]
+/// The header of `GET /feed/stream` (read by hand in [`stream`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // a schema: see `stream`
+pub struct StreamHeaders {
+    /// Resume after this cursor (a reconnecting client's last `id`); it
+    /// wins over `after`. Empty: as if absent.
+    #[param(rename = "Last-Event-ID", value_type = String, required = false)]
+    last_event_id: Option<String>,
+}
+
+/// One event of `GET /feed/stream`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema: the events are written by `Streamer::send`
+pub struct StreamEvent {
+    /// The item's cursor (a reconnect's `Last-Event-ID`).
+    id: String,
+    /// The item's action, absent without one (a CR or LF in it written as
+    /// U+FFFD; the envelope's `type` keeps it exactly).
+    event: Option<String>,
+    /// The envelope (JSON text of `Envelope`).
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+/// The query of `GET /feed/stream`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// As for `GET /feed`; a `Last-Event-ID` header wins over it.
     after: Option<String>,
+    /// Only items of this source (empty: any).
     source: Option<String>,
+    /// As for `GET /feed`.
+    #[param(schema_with = actions_schema)]
     actions: Option<String>,
 }
 
@@ -274,6 +396,27 @@ pub struct StreamQuery {
 /// The first page is read here, so an expired or malformed cursor is
 /// answered with its status; the rest is read by a task on the
 /// application's runtime that ends as soon as the client is gone.
+#[utoipa::path(
+    get,
+    path = "/feed/stream",
+    tag = "feed",
+    description = "The feed's items as Server-Sent Events: `id` the cursor, `event` the \
+        action (no `event` line without one), `data` the envelope; a comment line at least \
+        every 15 s. The stream does not end by itself.",
+    params(StreamQuery, StreamHeaders),
+    security(("feed_token" = [])),
+    responses(
+        (status = 200, description = "The event stream; the schema is that of each event \
+            (as OpenAPI 3.2's `itemSchema` puts it)", body = StreamEvent,
+            content_type = "text/event-stream"),
+        (status = 400, description = "`invalid_query`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no feed token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no `[feed]` configured",
+            body = ErrorEnvelope),
+        (status = 410, description = "`cursor_expired`", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn stream(
     request: HttpRequest,
     state: web::Data<AppState>,
@@ -288,8 +431,10 @@ pub async fn stream(
                 .map_err(|_| invalid("Last-Event-ID is not a cursor of this feed"))
         })
         .transpose()?;
-    let start = match last_event_id {
-        Some(id) => Position::from_cursor(id.trim())
+    // An empty one names no event (an SSE client that has seen no `id`
+    // sends none): as if absent.
+    let start = match last_event_id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => Position::from_cursor(id)
             .map(Start::After)
             .ok_or_else(|| invalid("Last-Event-ID is not a cursor of this feed"))?,
         None => parse_after(query.after.as_deref())?,
