@@ -158,12 +158,10 @@ pub async fn retry(
         .on_main(move |store| async move { store.retry_delivery(id, now_ms).await })
         .await?;
     match outcome {
-        RetryOutcome::Retried => {
-            Ok(HttpResponse::Accepted().json(RequeuedAnswer {
-                id,
-                status: Requeued::Pending,
-            }))
-        }
+        RetryOutcome::Retried => Ok(HttpResponse::Accepted().json(RequeuedAnswer {
+            id,
+            status: Requeued::Pending,
+        })),
         RetryOutcome::InFlight => Err(ApiError::Conflict(format!(
             "delivery {id} is being delivered"
         ))),
@@ -283,7 +281,10 @@ fn unknown_destination(name: &str) -> ApiError {
     ApiError::NotFound(format!("no destination named {name:.64} is configured"))
 }
 
-fn destination_item(destination: &DestinationConfig, summary: &DestinationSummary) -> DestinationItem {
+fn destination_item(
+    destination: &DestinationConfig,
+    summary: &DestinationSummary,
+) -> DestinationItem {
     DestinationItem {
         by_status: DeliveryCounts::from(&summary.by_status),
         kind: destination.kind.as_str(),

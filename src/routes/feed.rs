@@ -26,13 +26,14 @@ use actix_web_lab::sse;
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
+
+use super::feed_schema::{FeedPageAnswer, StreamEvent, StreamHeaders};
 
 use crate::config::ActionGlob;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::store::outbox::Envelope;
 use crate::store::feed::{FeedError, FeedFilter, FeedPage, Position, Start};
 use crate::store::Store;
 
@@ -55,7 +56,7 @@ const STREAM_QUEUE: usize = 4;
 /// After a failed read a stream tries again this much later.
 const STREAM_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Action globs a query may give.
-const MAX_GLOBS: usize = 32;
+pub const MAX_GLOBS: usize = 32;
 
 /// The signal that wakes waiting readers (app data of the feed routes):
 /// the worker's feed signal, also notified by the PostgreSQL listener.
@@ -100,67 +101,14 @@ pub struct FeedQuery {
     #[param(schema_with = super::answers::limit_schema)]
     limit: Option<String>,
     /// Seconds to hold the request until an item is there (long poll).
-    #[param(schema_with = wait_schema)]
+    #[param(schema_with = super::feed_schema::wait_schema)]
     wait: Option<String>,
     /// Only items of this source (empty: any).
     source: Option<String>,
     /// Only items whose action matches one of these comma-separated globs
     /// (`*` matches any run of characters; at most 32).
-    #[param(schema_with = actions_schema)]
+    #[param(schema_with = super::feed_schema::actions_schema)]
     actions: Option<String>,
-}
-
-/// `GET /feed`: the items after a cursor. Written by hand around the stored
-/// envelopes (`page_answer`); this type is its schema.
-#[derive(ToSchema)]
-#[allow(dead_code)] // a schema: the page is written around stored bytes
-pub struct FeedPageAnswer {
-    items: Vec<FeedItem<'static>>,
-    /// The last item's cursor; with no item, the cursor given (or the
-    /// current end's). Never null.
-    next_cursor: String,
-}
-
-/// An envelope of SPEC §7 with its cursor.
-#[derive(ToSchema)]
-#[allow(dead_code)] // a schema: see `FeedPageAnswer`
-pub struct FeedItem<'a> {
-    /// Resume after this item with `after=<cursor>`.
-    cursor: String,
-    #[serde(flatten)]
-    envelope: Envelope<'a>,
-}
-
-/// `wait`: 0 to 60, plain digits.
-fn wait_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::Integer)
-        .minimum(Some(0))
-        .maximum(Some(MAX_WAIT_SECS))
-        .build()
-}
-
-/// `actions`: empty (no filter), or 1 to [`MAX_GLOBS`] comma-separated
-/// globs as [`ActionGlob::parse`] takes them: not empty, no control
-/// character (Unicode `Cc`), no whitespace (Unicode `White_Space`) at
-/// either end, none of its foreign wildcard characters.
-fn actions_schema() -> utoipa::openapi::schema::Object {
-    let foreign: String = crate::config::destinations::FOREIGN_GLOB_CHARS
-        .iter()
-        .map(|c| format!("\\{c}"))
-        .collect();
-    let control = r"\x00-\x1f\x7f-\x9f";
-    let space = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
-    let inner = format!("[^{control},{foreign}]");
-    let edge = format!("[^{control}{space},{foreign}]");
-    let glob = format!("{edge}(?:{inner}*{edge})?");
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .pattern(Some(format!(
-            "^(?:{glob}(?:,{glob}){{0,{}}})?$",
-            MAX_GLOBS - 1
-        )))
-        .build()
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -352,31 +300,6 @@ fn page_answer(page: &FeedPage) -> HttpResponse {
         .body(body)
 }
 
-/// The header of `GET /feed/stream` (read by hand in [`stream`]).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // a schema: see `stream`
-pub struct StreamHeaders {
-    /// Resume after this cursor (a reconnecting client's last `id`); it
-    /// wins over `after`. Empty: as if absent.
-    #[param(rename = "Last-Event-ID", value_type = String, required = false)]
-    last_event_id: Option<String>,
-}
-
-/// One event of `GET /feed/stream`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // a schema: the events are written by `Streamer::send`
-pub struct StreamEvent {
-    /// The item's cursor (a reconnect's `Last-Event-ID`).
-    id: String,
-    /// The item's action, absent without one (a CR or LF in it written as
-    /// U+FFFD; the envelope's `type` keeps it exactly).
-    event: Option<String>,
-    /// The envelope (JSON text of `Envelope`).
-    #[schema(content_media_type = "application/json")]
-    data: String,
-}
-
 /// The query of `GET /feed/stream`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -387,7 +310,7 @@ pub struct StreamQuery {
     /// Only items of this source (empty: any).
     source: Option<String>,
     /// As for `GET /feed`.
-    #[param(schema_with = actions_schema)]
+    #[param(schema_with = super::feed_schema::actions_schema)]
     actions: Option<String>,
 }
 

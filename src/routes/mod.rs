@@ -6,6 +6,7 @@ pub mod admin_deliveries;
 pub mod answers;
 pub mod bearer;
 pub mod feed;
+pub mod feed_schema;
 pub mod health;
 pub mod openapi;
 pub mod unread_body;
@@ -59,7 +60,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
                 .service(post("/deliveries/{id}/retry", admin_deliveries::retry))
                 .service(get("/destinations", admin_deliveries::destinations))
                 .service(post("/destinations/{name}/pause", admin_deliveries::pause))
-                .service(post("/destinations/{name}/resume", admin_deliveries::resume)),
+                .service(post(
+                    "/destinations/{name}/resume",
+                    admin_deliveries::resume,
+                )),
         )
         .service(
             web::scope("/feed")
