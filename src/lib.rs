@@ -10,6 +10,7 @@
 //!
 //! Around it: [`config`] (TOML + `${VAR}` + env overrides, validated once),
 //! [`dev_values`] (no shipped development secret beyond loopback),
+//! [`telemetry`] and [`json_log`] (text or JSON log lines),
 //! [`startup`] (wiring), [`routes::admin`] (admin API), [`metrics`],
 //! [`replay`] (the fixture sender), [`clock`] (injected time).
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod dedup;
 pub mod dev_values;
 pub mod error;
 pub mod ingest;
+pub mod json_log;
 pub mod metrics;
 pub mod relay;
 pub mod replay;

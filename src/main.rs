@@ -9,7 +9,7 @@ use clap::Parser;
 
 use hookledger::cli::{Cli, Command};
 use hookledger::clock::{Clock, SystemClock};
-use hookledger::config::{self, ProcessEnv};
+use hookledger::config::{self, LogFormat, ProcessEnv};
 use hookledger::startup::Application;
 use hookledger::store::Store;
 use hookledger::{replay, telemetry};
@@ -20,30 +20,41 @@ use hookledger::{replay, telemetry};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    telemetry::init();
     let cli = Cli::parse();
+    // Every command reads the config first: it says how to log
+    // (`server.log_format`), and nothing is logged before it is known.
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            telemetry::fail(LogFormat::Text, &hookledger::error::chain(e.as_ref()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = config.server.log_format;
+    telemetry::init(format);
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, config)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hookledger: {}", hookledger::error::chain(e.as_ref()));
+            telemetry::fail(format, &hookledger::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let load = || -> anyhow::Result<config::Config> {
-        Ok(match &cli.config {
-            Some(path) => config::load_file(path, &ProcessEnv)?,
-            None => config::load(&ProcessEnv)?,
-        })
-    };
+fn load(cli: &Cli) -> anyhow::Result<config::Config> {
+    Ok(match &cli.config {
+        Some(path) => config::load_file(path, &ProcessEnv)?,
+        None => config::load(&ProcessEnv)?,
+    })
+}
+
+async fn run(cli: Cli, config: config::Config) -> anyhow::Result<ExitCode> {
+    let format = config.server.log_format;
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
         // Needs no config: the document is the same for every deployment.
         Command::Openapi => print!("{}", hookledger::routes::openapi::document_json()),
         Command::Serve => {
-            let config = load()?;
             let bind = config.server.bind.clone();
             let app = Application::build(config, Arc::new(SystemClock), true).await?;
             let backend = app.store().backend();
@@ -51,28 +62,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run_until_signal().await?;
         }
         Command::Migrate => {
-            let config = load()?;
             Store::open(&config.server.database_url)
                 .await
                 .with_context(|| {
                     let url = config::redact_url(&config.server.database_url);
                     format!("migrating the database {url}")
                 })?;
-            println!("database is up to date");
+            telemetry::say(format, "database is up to date");
         }
         Command::Prune { older_than } => {
-            let config = load()?;
             let store = Store::open(&config.server.database_url).await?;
             let before = SystemClock.now_ms() - (*older_than as i64).saturating_mul(1000);
             let dropped = store.prune(before).await?;
-            println!("pruned {dropped} ledger rows");
+            telemetry::say(format, &format!("pruned {dropped} ledger rows"));
             // The feed keeps its own horizon (SPEC §8), whatever --older-than says.
             if let Some(feed) = &config.feed {
                 let retention_ms =
                     i64::try_from(feed.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
                 let cut = SystemClock.now_ms().saturating_sub(retention_ms);
                 let items = store.prune_feed(cut).await?;
-                println!("pruned {items} feed items older than feed.retention_secs");
+                telemetry::say(
+                    format,
+                    &format!("pruned {items} feed items older than feed.retention_secs"),
+                );
             }
         }
         Command::Replay {
@@ -81,13 +93,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             times,
             concurrency,
         } => {
-            let config = load()?;
             let url = match url {
                 Some(url) => url.clone(),
                 None => replay::default_url(&config.server.bind),
             };
             let summary = replay::run(&config, paths, &url, *times, *concurrency).await?;
-            println!("{summary}");
+            telemetry::say(format, &summary.to_string());
             if !summary.all_succeeded() {
                 return Ok(ExitCode::FAILURE);
             }

@@ -2,7 +2,7 @@
 //! only from configuration (source names) and fixed outcome sets, never from
 //! a caller, so nobody can mint new series by sending requests.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +53,12 @@ struct DestinationLabels {
     destination: String,
 }
 
+/// A ledger status (one of `store::admin::STATUSES`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReceivedLabels {
     source: String,
@@ -82,6 +88,10 @@ pub struct Metrics {
     /// When a scrape last recounted `deliveries_pending` (Unix ms; `i64::MIN`:
     /// never).
     pending_counted_at: AtomicI64,
+    events: Family<StatusLabels, Gauge>,
+    oldest_pending: Gauge<f64, AtomicU64>,
+    /// When a scrape last recounted `events` and `oldest_pending` (as above).
+    events_counted_at: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -182,8 +192,24 @@ impl Metrics {
             "GET /feed long polls waiting for an item",
             feed_waiters.clone(),
         );
+        // For alerting (SPEC §9): a backlog that grows, an event that waits.
+        let events = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "hookledger_events",
+            "Ledger rows by status, counted at scrape time",
+            events.clone(),
+        );
+        let oldest_pending = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "hookledger_oldest_pending_seconds",
+            "Age of the oldest pending ledger row (0 when none is pending)",
+            oldest_pending.clone(),
+        );
         Metrics {
             registry,
+            events,
+            oldest_pending,
+            events_counted_at: AtomicI64::new(i64::MIN),
             feed_items,
             feed_streams,
             feed_waiters,
@@ -228,13 +254,29 @@ impl Metrics {
     /// most once per `every_ms` (one caller wins), since `/metrics` needs no
     /// token and the count is a query.
     pub fn pending_recount_due(&self, now_ms: i64, every_ms: i64) -> bool {
-        let last = self.pending_counted_at.load(Ordering::Relaxed);
-        if last != i64::MIN && now_ms.saturating_sub(last) < every_ms {
-            return false;
+        due(&self.pending_counted_at, now_ms, every_ms)
+    }
+
+    /// The same for the ledger gauges (`events`, `oldest_pending`).
+    pub fn events_recount_due(&self, now_ms: i64, every_ms: i64) -> bool {
+        due(&self.events_counted_at, now_ms, every_ms)
+    }
+
+    /// Ledger rows by status (every status given, zeros included), and the
+    /// age of the oldest pending one in seconds (0 for none).
+    pub fn set_ledger_gauges<'a>(
+        &self,
+        by_status: impl IntoIterator<Item = (&'a str, i64)>,
+        oldest_pending_secs: f64,
+    ) {
+        for (status, count) in by_status {
+            self.events
+                .get_or_create(&StatusLabels {
+                    status: status.to_string(),
+                })
+                .set(count);
         }
-        self.pending_counted_at
-            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        self.oldest_pending.set(oldest_pending_secs);
     }
 
     /// A completion commit appended `n` feed items.
@@ -298,9 +340,43 @@ impl Metrics {
     }
 }
 
+/// Whether a recount stamped in `counted_at` is due at `now_ms`; the one
+/// caller that wins the swap does it.
+fn due(counted_at: &AtomicI64, now_ms: i64, every_ms: i64) -> bool {
+    let last = counted_at.load(Ordering::Relaxed);
+    if last != i64::MIN && now_ms.saturating_sub(last) < every_ms {
+        return false;
+    }
+    counted_at
+        .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ledger_gauges_show_every_status_given_and_the_oldest_age() {
+        let metrics = Metrics::new();
+        metrics.set_ledger_gauges([("pending", 3), ("done", 0)], 12.5);
+        let text = metrics.encode();
+        assert!(
+            text.contains("hookledger_events{status=\"pending\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookledger_events{status=\"done\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookledger_oldest_pending_seconds 12.5"),
+            "{text}"
+        );
+        assert!(metrics.events_recount_due(0, 5_000));
+        assert!(!metrics.events_recount_due(4_999, 5_000));
+        assert!(metrics.pending_recount_due(0, 1_000), "counted apart");
+    }
 
     #[test]
     fn counters_appear_with_their_labels() {

@@ -74,6 +74,8 @@ impl Application {
                 .collect(),
         );
         let metrics = Arc::new(Metrics::new());
+        // A divergent copy is kept up to the size a webhook body may have.
+        store.keep_variants_up_to(config.server.max_body_bytes);
         let max_in_flight = config.server.max_in_flight;
         let (ingestor, writers) = Ingestor::start(
             store.clone(),

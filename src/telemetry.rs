@@ -1,13 +1,18 @@
 //! Logging set-up: `tracing` to stderr, filtered by `RUST_LOG` (default
-//! `info`). Nothing logged anywhere in hookledger carries a secret, a
-//! signature or a token: those types print as `[redacted]`. Warnings that a
-//! caller can cause at will go through a [`Throttle`].
+//! `info`), as text or, with `server.log_format = "json"`, one JSON object
+//! per line (`json_log.rs`), panics included. Nothing logged anywhere in
+//! hookledger carries a secret, a signature or a token: those types print
+//! as `[redacted]`. Warnings that a caller can cause at will go through a
+//! [`Throttle`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::Level;
+
+use crate::config::LogFormat;
+use crate::json_log::{self, JsonFields, JsonLines};
 use tracing_subscriber::filter::{filter_fn, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -16,14 +21,67 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// At most one bad-signature warning per source in this time.
 pub const SIGNATURE_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        // Colour codes only on a terminal: not in files, pipes or journald.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(filter.and(filter_fn(|meta| shown(meta.target(), *meta.level()))));
+    let filter = filter.and(filter_fn(|meta| shown(meta.target(), *meta.level())));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Text => layer
+            // Colour codes only on a terminal: not in files, pipes or journald.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => {
+            // A panic's default report is plain text over several lines;
+            // as a log event it is one object like every other line.
+            std::panic::set_hook(Box::new(|info| {
+                let location = info
+                    .location()
+                    .map(|l| format!("{}:{}", l.file(), l.line()));
+                let payload = info.payload();
+                let cause = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".to_string());
+                let thread = std::thread::current()
+                    .name()
+                    .unwrap_or("unnamed")
+                    .to_string();
+                tracing::error!(
+                    target: "panic",
+                    location = location.as_deref(),
+                    thread = thread.as_str(),
+                    "panicked: {cause}"
+                );
+            }));
+            layer
+                .fmt_fields(JsonFields)
+                .event_format(JsonLines)
+                .with_ansi(false)
+                .with_filter(filter)
+                .boxed()
+        }
+    };
     let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Writes a line that is no log event (a command's result) to stdout, as
+/// text or as one JSON object.
+pub fn say(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => println!("{message}"),
+        LogFormat::Json => println!("{}", json_log::line(Level::INFO, message)),
+    }
+}
+
+/// Writes the error a command ended with to stderr, as text or as one
+/// JSON object.
+pub fn fail(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("hookledger: {message}"),
+        LogFormat::Json => eprintln!("{}", json_log::line(Level::ERROR, message)),
+    }
 }
 
 /// Whether a line may be logged at all, whatever `RUST_LOG` asks for:

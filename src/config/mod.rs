@@ -95,6 +95,17 @@ pub struct ServerConfig {
     /// PostgreSQL: ledger writer tasks, each committing its own batches on a
     /// connection of its own. (SQLite has one writer thread.)
     pub batch_writers: usize,
+    /// How log lines are written (SPEC §9).
+    pub log_format: LogFormat,
+}
+
+/// `server.log_format`: human-readable lines (the default), or one JSON
+/// object per line for log collectors (`json_log.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl fmt::Debug for ServerConfig {
@@ -111,6 +122,7 @@ impl fmt::Debug for ServerConfig {
             .field("batch_max_rows", &self.batch_max_rows)
             .field("batch_linger_us", &self.batch_linger_us)
             .field("batch_writers", &self.batch_writers)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }

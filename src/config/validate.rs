@@ -39,6 +39,16 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
         batch_max_rows: s.batch_max_rows.unwrap_or(DEFAULT_BATCH_MAX_ROWS),
         batch_linger_us: s.batch_linger_us.unwrap_or(0),
         batch_writers: s.batch_writers.unwrap_or(1),
+        log_format: match s.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                problems.push(format!(
+                    "server.log_format must be \"text\" or \"json\", not {other:?}"
+                ));
+                LogFormat::Text
+            }
+        },
     };
     if !(server.database_url.starts_with("sqlite:")
         || server.database_url.starts_with("postgres://")

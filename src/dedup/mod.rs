@@ -12,14 +12,18 @@
 //! - `canonical.rs`: canonical JSON and [`body_hash`].
 //! - `bucket.rs`: time buckets for payload-hash keys.
 //! - `key.rs`: [`plan`], the rules themselves, and [`KeyPlan`].
+//! - `diff.rs`: [`json_diff`], the JSON-pointer paths at which a divergent
+//!   copy differs from the first body (SPEC §9).
 
 mod bucket;
 mod canonical;
+mod diff;
 mod key;
 mod strategy;
 
 pub use bucket::bucket;
 pub use canonical::{body_hash, canonical_body, canonical_json, sha256_hex};
+pub use diff::{json_diff, Change, PathChange};
 pub use key::{plan, KeyPlan};
 pub use strategy::Strategy;
 

@@ -250,7 +250,7 @@ pub async fn events(
     }))
 }
 
-fn parse_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_deliveries;
+pub mod admin_variants;
 pub mod answers;
 pub mod bearer;
 pub mod feed;
@@ -51,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
                 .service(get("/events", admin::events))
                 .service(get("/events/{id}", admin::event))
                 .service(post("/events/{id}/replay", admin::replay))
+                .service(get("/events/{id}/variants", admin_variants::variants))
                 .service(get("/stats", admin::stats))
                 .service(get("/deliveries", admin_deliveries::deliveries))
                 .service(

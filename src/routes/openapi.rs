@@ -15,7 +15,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, admin_deliveries, feed, health, webhooks};
+use super::{admin, admin_deliveries, admin_variants, feed, health, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use super::{admin, admin_deliveries, feed, health, webhooks};
         admin::events,
         admin::event,
         admin::replay,
+        admin_variants::variants,
         admin::duplicates,
         admin::stats,
         admin_deliveries::deliveries,

@@ -1,5 +1,6 @@
 //! Read models for the admin API and housekeeping (prune, which takes a
-//! row's deliveries with it and keeps a row while one is unfinished).
+//! row's deliveries and kept variants with it and keeps a row while a
+//! delivery is unfinished).
 //! Listing is keyset paginated: a page asks for one row more than its limit
 //! to learn whether another page follows, and the next page starts strictly
 //! after the last row shown, so every row is visited once.
@@ -82,6 +83,15 @@ pub struct Stats {
     pub by_status: BTreeMap<String, i64>,
     /// source → status → count.
     pub by_source: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+/// The ledger gauges of `/metrics` (SPEC §9).
+#[derive(Debug, Clone, Default)]
+pub struct LedgerGauges {
+    /// status → rows, every status present.
+    pub by_status: BTreeMap<String, i64>,
+    /// Arrival (Unix ms) of the oldest `pending` row, if any.
+    pub oldest_pending_received_at: Option<i64>,
 }
 
 /// `processed_at` is when processing completed, so only a `done` event shows
@@ -197,6 +207,30 @@ impl Store {
         Ok(stats)
     }
 
+    /// Rows by status and the oldest pending arrival, for `/metrics`. Two
+    /// reads without a fold: duplicates do not change either.
+    pub async fn ledger_gauges(&self) -> Result<LedgerGauges, StoreError> {
+        let (rows, oldest): (Vec<(String, i64)>, Option<i64>) = with_pool!(self, pool => {
+            let rows = sqlx::query_as("SELECT status, COUNT(*) FROM events GROUP BY status")
+                .fetch_all(pool)
+                .await?;
+            // The queue's partial index (pending and failed rows) serves it.
+            let oldest = sqlx::query_scalar(
+                "SELECT MIN(received_at) FROM events WHERE status = 'pending'",
+            )
+            .fetch_one(pool)
+            .await?;
+            (rows, oldest)
+        });
+        let mut by_status: BTreeMap<String, i64> =
+            STATUSES.iter().map(|s| (s.to_string(), 0)).collect();
+        by_status.extend(rows);
+        Ok(LedgerGauges {
+            by_status,
+            oldest_pending_received_at: oldest,
+        })
+    }
+
     /// Drops finished ledger rows received before `before_ms` (never
     /// pending, processing or failed ones, nor one with a delivery still
     /// unfinished), with their deliveries; returns how many rows.
@@ -225,16 +259,18 @@ impl Store {
                 Store::Sqlite(sqlite) => {
                     let _gate = self.write_gate().await;
                     let mut tx = sqlite.pool.begin_with("BEGIN IMMEDIATE").await?;
-                    // One writer: the second statement picks the same rows,
+                    // One writer: the later statements pick the same rows,
                     // which are still prunable once their deliveries are gone.
-                    sqlx::query(&format!(
-                        "DELETE FROM deliveries WHERE event_id IN ({PRUNABLE})"
-                    ))
-                    .bind(before_ms)
-                    .bind(after)
-                    .bind(batch_rows)
-                    .execute(&mut *tx)
-                    .await?;
+                    for table in ["deliveries", "event_variants", "event_variant_overflow"] {
+                        sqlx::query(&format!(
+                            "DELETE FROM {table} WHERE event_id IN ({PRUNABLE})"
+                        ))
+                        .bind(before_ms)
+                        .bind(after)
+                        .bind(batch_rows)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     let ids = sqlx::query_as(&format!(
                         "DELETE FROM events WHERE id IN ({PRUNABLE}) RETURNING id"
                     ))
@@ -258,6 +294,10 @@ impl Store {
                         "WITH gone AS (DELETE FROM events WHERE id IN ({PRUNABLE}) \
                            AND status NOT IN ('pending', 'processing', 'failed') RETURNING id), \
                          dropped AS (DELETE FROM deliveries WHERE event_id IN \
+                           (SELECT id FROM gone)), \
+                         variants AS (DELETE FROM event_variants WHERE event_id IN \
+                           (SELECT id FROM gone)), \
+                         overflow AS (DELETE FROM event_variant_overflow WHERE event_id IN \
                            (SELECT id FROM gone)) \
                          SELECT id FROM gone"
                     ))

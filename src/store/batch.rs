@@ -41,6 +41,10 @@
 //! payload-hash (two buckets to look in) and ignored deliveries, and any key
 //! that another writer inserted after the statement's snapshot (neither
 //! found nor inserted), go through the one-at-a-time path in `ledger.rs`.
+//! So do divergent copies, whose bodies are kept as variants there
+//! (`variants.rs`): a key whose copies in the batch differ among themselves
+//! goes there whole, and a key whose row holds another body hash than its
+//! copies is neither counted nor inserted here (left over).
 
 use std::collections::BTreeMap;
 
@@ -94,10 +98,16 @@ impl<'a> Batch<'a> {
                 slow.push(i);
             }
         }
-        let groups = by_key
-            .into_values()
-            .map(|members| Group { members })
-            .collect();
+        let mut groups = Vec::with_capacity(by_key.len());
+        for members in by_key.into_values() {
+            let first = &events[members[0]].body_hash;
+            if members.iter().all(|&i| &events[i].body_hash == first) {
+                groups.push(Group { members });
+            } else {
+                // Copies that differ among themselves: some are variants.
+                slow.extend(members);
+            }
+        }
         Batch {
             events,
             groups,
@@ -207,12 +217,15 @@ pub(super) async fn lock_and_draw(
 
 /// The rows already holding the batch's keys (`u`), one index probe per
 /// key: `LATERAL … LIMIT 1` keeps it so in any plan, including a generic
-/// one made while the table was empty.
+/// one made while the table was empty. `same`: the group's copies (which
+/// share one hash, `Batch::new`) have the row's body hash; other copies are
+/// divergent, left to the one-at-a-time path.
 macro_rules! held_cte {
     () => {
         "\
 ), held AS (
-    SELECT u.ord, e.id, e.status, e.body_hash
+    SELECT u.ord, e.id, e.status, e.body_hash,
+        u.all_hash IS NOT DISTINCT FROM e.body_hash AS same
     FROM u CROSS JOIN LATERAL (
         SELECT e.id, e.status, e.body_hash FROM events AS e
         WHERE e.source = u.source AND e.dedup_key = u.dedup_key AND e.strategy <> 'coalesce'
@@ -222,13 +235,15 @@ macro_rules! held_cte {
     };
 }
 
-/// Appends the copies of keys found `held`.
+/// Appends the copies of keys found `held` with the row's body (so
+/// `differs` is false here; spelled out for what the column means).
 macro_rules! copies_of_held {
     () => {
         "\
     INSERT INTO duplicate_deliveries (event_id, copies, last_at, differs)
     SELECT held.id, u.all_copies, u.all_last_at, u.all_hash IS DISTINCT FROM held.body_hash
     FROM held JOIN u ON u.ord = held.ord
+    WHERE held.same
 "
     };
 }
@@ -243,7 +258,8 @@ macro_rules! copies_of_held {
 /// order, after the locks of the objects of every key no row holds yet.
 /// One row per group, by `ord`: the holder's id and status, or the inserted
 /// id, or neither (a writer inserted the key after this statement's
-/// snapshot: the one-at-a-time path settles it).
+/// snapshot, or its row holds another body: the one-at-a-time path settles
+/// it).
 const POSTGRES_RECORD: &str = concat!(
     "\
 WITH u AS (
@@ -296,12 +312,12 @@ WITH u AS (
     FROM accepted JOIN u ON u.ord = accepted.ord
     WHERE u.later_copies > 0
 )
-SELECT u.ord, held.id, held.status, accepted.id
+SELECT u.ord, CASE WHEN held.same THEN held.id END, held.status, accepted.id
 FROM u LEFT JOIN held ON held.ord = u.ord LEFT JOIN accepted ON accepted.ord = u.ord"
 );
 
 /// The lookup half of `POSTGRES_RECORD` alone: one row per group that a
-/// row already holds, by `ord`.
+/// row already holds with the same body, by `ord`.
 const POSTGRES_RECORD_COPIES: &str = concat!(
     "\
 WITH u AS (
@@ -315,7 +331,7 @@ WITH u AS (
     copies_of_held!(),
     "\
 )
-SELECT held.ord, held.id, held.status, NULL::bigint FROM held"
+SELECT held.ord, held.id, held.status, NULL::bigint FROM held WHERE held.same"
 );
 
 /// `(ord, holder id, holder status, inserted id)`

@@ -19,12 +19,17 @@
 //! locks every object of the batch and draws every delivery's id, in
 //! arrival order, so the fast path's ids and the others' interleave as the
 //! deliveries arrived.
+//!
+//! A duplicate whose body hash differs from its row's goes this
+//! one-at-a-time way (the fast path leaves it over), so that its body is
+//! kept as a variant (`variants.rs`) under the row lock its `UPDATE` takes.
 
 use std::sync::atomic::Ordering;
 
 use sqlx::{Connection, PgConnection};
 
 use super::batch::{self, Batch, Drawn};
+use super::variants::{self, VariantLimit};
 use super::{Store, StoreError};
 use crate::dedup::Strategy;
 
@@ -94,7 +99,7 @@ const RECORD_DUPLICATE: &str = "\
 UPDATE events SET duplicates = duplicates + 1, last_duplicate_at = $1, \
     payload_differs = (payload_differs OR body_hash <> $2) \
 WHERE source = $3 AND dedup_key = $4 AND strategy <> 'coalesce' \
-RETURNING id, status";
+RETURNING id, status, body_hash";
 
 /// A coalesce key names only its pending row: once claimed, the next
 /// delivery is first-seen again.
@@ -102,7 +107,7 @@ const RECORD_COALESCED: &str = "\
 UPDATE events SET duplicates = duplicates + 1, last_duplicate_at = $1, \
     payload_differs = (payload_differs OR body_hash <> $2) \
 WHERE source = $3 AND dedup_key = $4 AND strategy = 'coalesce' AND status = 'pending' \
-RETURNING id, status";
+RETURNING id, status, body_hash";
 
 /// PostgreSQL: serializes payload-hash deliveries of one body for the rest of
 /// the transaction, so "look in the previous bucket, else insert" cannot race
@@ -115,9 +120,10 @@ const PG_LOCK_HASH: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)
 const MAX_RECORD_ROUNDS: usize = 4;
 
 /// The per-delivery statements. Evaluates to a `RecordOutcome` or returns
-/// the error. `$id`: the ledger id to insert it with, if it is new.
+/// the error. `$id`: the ledger id to insert it with, if it is new;
+/// `$limit`: the variant size bound.
 macro_rules! record_in_tx {
-    ($conn:expr, $ev:expr, $id:expr) => {{
+    ($conn:expr, $ev:expr, $id:expr, $limit:expr) => {{
         let ev: &NewEvent = $ev;
         let id: i64 = $id;
         let mut found: Option<RecordOutcome> = None;
@@ -127,7 +133,7 @@ macro_rules! record_in_tx {
                 .bind(lock_name)
                 .execute($conn)
                 .await?;
-            found = record_duplicate!($conn, ev, previous, true);
+            found = record_duplicate!($conn, ev, previous, true, $limit);
         }
         let mut rounds = 0;
         while found.is_none() {
@@ -156,28 +162,36 @@ macro_rules! record_in_tx {
             found = match inserted {
                 Some((id,)) if ev.ignored => Some(RecordOutcome::Ignored { id }),
                 Some((id,)) => Some(RecordOutcome::Accepted { id }),
-                None => record_duplicate!($conn, ev, &ev.dedup_key, false),
+                None => record_duplicate!($conn, ev, &ev.dedup_key, false, $limit),
             };
         }
         found.expect("loop ends with an outcome")
     }};
 }
 
+/// Counts a duplicate on the row holding `$key`, and keeps its body as a
+/// variant when it differs (the `UPDATE` holds the row's lock until the
+/// commit, which serializes the variant writes of one row).
 macro_rules! record_duplicate {
-    ($conn:expr, $ev:expr, $key:expr, $previous_bucket:expr) => {{
+    ($conn:expr, $ev:expr, $key:expr, $previous_bucket:expr, $limit:expr) => {{
         let statement = if $ev.strategy == Strategy::Coalesce {
             RECORD_COALESCED
         } else {
             RECORD_DUPLICATE
         };
-        let row: Option<(i64, String)> = sqlx::query_as(statement)
+        let row: Option<(i64, String, String)> = sqlx::query_as(statement)
             .bind($ev.received_at_ms)
             .bind(&$ev.body_hash)
             .bind(&$ev.source)
             .bind($key)
             .fetch_optional($conn)
             .await?;
-        row.map(|(id, status)| {
+        if let Some((id, _, held_hash)) = &row {
+            if *held_hash != $ev.body_hash {
+                variants::keep_postgres($conn, *id, $ev, $limit).await?;
+            }
+        }
+        row.map(|(id, status, _)| {
             if status == "ignored" {
                 RecordOutcome::Ignored { id }
             } else {
@@ -236,7 +250,15 @@ impl Store {
             let left =
                 batch::record_postgres(&mut tx, &batch, &mut outcomes, copies_first, Some(&drawn))
                     .await?;
-            record_each(&mut tx, events, left, &drawn, &mut outcomes).await?;
+            record_each(
+                &mut tx,
+                events,
+                left,
+                &drawn,
+                &pg.variant_limit,
+                &mut outcomes,
+            )
+            .await?;
             tx.commit().await?;
         } else {
             // The multi-row fast path is one statement, committed on its own.
@@ -245,7 +267,15 @@ impl Store {
             if !left.is_empty() {
                 let mut tx = conn.begin().await?;
                 let drawn = batch::lock_and_draw(&mut tx, events, &left).await?;
-                record_each(&mut tx, events, left, &drawn, &mut outcomes).await?;
+                record_each(
+                    &mut tx,
+                    events,
+                    left,
+                    &drawn,
+                    &pg.variant_limit,
+                    &mut outcomes,
+                )
+                .await?;
                 tx.commit().await?;
             }
         }
@@ -266,6 +296,7 @@ async fn record_each(
     events: &[NewEvent],
     mut left: Vec<usize>,
     drawn: &Drawn,
+    limit: &VariantLimit,
     outcomes: &mut [Option<RecordOutcome>],
 ) -> Result<(), StoreError> {
     // Stable: copies of one key stay in arrival order.
@@ -278,7 +309,7 @@ async fn record_each(
                 "no ledger id was drawn for delivery {i} of the batch"
             )))
         })?;
-        outcomes[i] = Some(record_in_tx!(&mut *conn, &events[i], id));
+        outcomes[i] = Some(record_in_tx!(&mut *conn, &events[i], id, limit));
     }
     Ok(())
 }

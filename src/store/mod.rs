@@ -34,6 +34,7 @@ pub mod outbox;
 pub mod queue;
 mod sqlite_ledger;
 mod tokens;
+pub mod variants;
 
 use std::future::Future;
 use std::pin::pin;
@@ -53,6 +54,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use ledger::{NewEvent, RecordOutcome};
 pub use sqlite_ledger::GroupCommit;
 use sqlite_ledger::SqliteLedger;
+use variants::VariantLimit;
 
 use crate::config::MAX_BATCH_WRITERS;
 
@@ -155,6 +157,8 @@ pub struct PgStore {
     /// The last ledger batch was nearly all re-deliveries: look the next
     /// one's keys up before inserting (`batch.rs`).
     copies_first: Arc<AtomicBool>,
+    /// The largest body kept as a divergent copy (`variants.rs`).
+    variant_limit: VariantLimit,
 }
 
 /// SQLite: two pools on one file, and one write gate for both.
@@ -175,6 +179,8 @@ pub struct SqliteStore {
     /// `sqlite_ledger.rs`), also `synchronous=FULL`.
     ledger: SqliteLedger,
     gate: Arc<Mutex<()>>,
+    /// The largest body kept as a divergent copy, shared with `ledger`.
+    variant_limit: VariantLimit,
 }
 
 /// Runs `$body` with `$pool` bound to whichever pool the store holds. The body
@@ -335,6 +341,7 @@ impl Store {
                 pool,
                 ledger,
                 copies_first: Arc::new(AtomicBool::new(false)),
+                variant_limit: VariantLimit::default(),
             }))
         } else {
             // WAL for concurrent readers; synchronous=FULL so a commit that was
@@ -360,13 +367,15 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(POOL_ACQUIRE_TIMEOUT_SECS))
                 .connect_lazy_with(options.synchronous(SqliteSynchronous::Normal));
             let gate = Arc::new(Mutex::new(()));
-            let ledger = SqliteLedger::start(path, gate.clone())
+            let variant_limit = VariantLimit::default();
+            let ledger = SqliteLedger::start(path, gate.clone(), variant_limit.clone())
                 .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
             Ok(Store::Sqlite(SqliteStore {
                 pool,
                 work,
                 ledger,
                 gate,
+                variant_limit,
             }))
         }
     }

@@ -20,8 +20,10 @@
 //! NOTHING RETURNING id` decides first-seen; when it inserts nothing, the row
 //! holding the key is read (SQLite has one writer, so it is there) and the
 //! copy is counted against it in `duplicate_deliveries` (one row per event
-//! and batch, see `duplicates.rs`). Payload-hash keys look in the previous
-//! time bucket first; coalesce keys count only against their `pending` row.
+//! and batch, see `duplicates.rs`); a copy whose body hash differs from the
+//! row's is also kept as a variant (`variants.rs`), in the same transaction.
+//! Payload-hash keys look in the previous time bucket first; coalesce keys
+//! count only against their `pending` row.
 //!
 //! Per-object order needs nothing more here (PostgreSQL's writers take
 //! object locks, `batch.rs`): deliveries are inserted one by one in the
@@ -40,6 +42,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::{oneshot, Mutex};
 
 use super::ledger::{NewEvent, RecordOutcome};
+use super::variants::{self, VariantLimit};
 use super::StoreError;
 use crate::config::DEFAULT_BATCH_MAX_ROWS;
 use crate::dedup::Strategy;
@@ -101,7 +104,11 @@ impl std::fmt::Debug for SqliteLedger {
 impl SqliteLedger {
     /// Starts the thread. It opens `path` at its first batch (the file may
     /// not exist before the migrations ran) and again after a failed open.
-    pub fn start(path: PathBuf, gate: Arc<Mutex<()>>) -> std::io::Result<SqliteLedger> {
+    pub fn start(
+        path: PathBuf,
+        gate: Arc<Mutex<()>>,
+        variant_limit: VariantLimit,
+    ) -> std::io::Result<SqliteLedger> {
         let (requests, incoming) = mpsc::channel::<Request>();
         let group: Arc<OnceLock<GroupCommit>> = Arc::default();
         let settings = group.clone();
@@ -117,12 +124,18 @@ impl SqliteLedger {
                     let deadline = requests.iter().map(|r| r.deadline).min();
                     let deadline = deadline.expect("a batch has a first request");
                     let started = Instant::now();
+                    let writing = Writing {
+                        gate: &gate,
+                        lookup_first,
+                        deadline,
+                        variant_limit: &variant_limit,
+                    };
                     let result = match &mut conn {
-                        Some(c) => record_batch(c, &gate, &events, lookup_first, deadline),
+                        Some(c) => record_batch(c, &writing, &events),
                         None => match open(&path) {
                             Ok(c) => {
                                 let c = conn.insert(c);
-                                record_batch(c, &gate, &events, lookup_first, deadline)
+                                record_batch(c, &writing, &events)
                             }
                             Err(e) => Err(e),
                         },
@@ -253,18 +266,27 @@ fn mostly_copies(outcomes: &[RecordOutcome]) -> bool {
     copies * 2 > outcomes.len()
 }
 
+/// How one batch is written.
+struct Writing<'a> {
+    gate: &'a Mutex<()>,
+    /// See [`mostly_copies`].
+    lookup_first: bool,
+    /// See [`record_batch`].
+    deadline: Instant,
+    variant_limit: &'a VariantLimit,
+}
+
 /// Records one batch in one transaction. The gate and SQLite's lock are
-/// waited for until `deadline` in all (each is tried once even when it has
+/// waited for until the deadline in all (each is tried once even when it has
 /// passed): behind a claim that spent SQLite's whole busy timeout on another
 /// process's lock, a second full timeout of our own would double the wait.
 fn record_batch(
     conn: &mut Connection,
-    gate: &Mutex<()>,
+    writing: &Writing<'_>,
     events: &[&NewEvent],
-    lookup_first: bool,
-    deadline: Instant,
 ) -> rusqlite::Result<Vec<RecordOutcome>> {
-    let Some(_gate) = super::enter_gate_until(gate, deadline) else {
+    let deadline = writing.deadline;
+    let Some(_gate) = super::enter_gate_until(writing.gate, deadline) else {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
             Some("another write of this process held the database past the busy timeout".into()),
@@ -275,7 +297,7 @@ fn record_batch(
     let mut copies: HashMap<i64, Copies> = HashMap::new();
     let outcomes = events
         .iter()
-        .map(|&event| record_one(&tx, event, lookup_first, &mut copies))
+        .map(|&event| record_one(&tx, event, writing, &mut copies))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     {
         let mut record = tx.prepare_cached(RECORD_COPIES)?;
@@ -293,7 +315,7 @@ type Holder = (i64, String, String);
 fn record_one(
     tx: &rusqlite::Transaction<'_>,
     ev: &NewEvent,
-    lookup_first: bool,
+    writing: &Writing<'_>,
     copies: &mut HashMap<i64, Copies>,
 ) -> rusqlite::Result<RecordOutcome> {
     let holder_sql = if ev.strategy == Strategy::Coalesce {
@@ -312,24 +334,27 @@ fn record_one(
         let c = copies.entry(id).or_default();
         c.count += 1;
         c.last_at = c.last_at.max(ev.received_at_ms);
-        c.differs |= body_hash != ev.body_hash;
-        if status == "ignored" {
+        if body_hash != ev.body_hash {
+            c.differs = true;
+            variants::keep_sqlite(tx, id, ev, writing.variant_limit)?;
+        }
+        Ok(if status == "ignored" {
             RecordOutcome::Ignored { id }
         } else {
             RecordOutcome::Duplicate {
                 id,
                 previous_bucket,
             }
-        }
+        })
     };
     if let Some(previous) = &ev.previous_key {
         if let Some(found) = holder(previous)? {
-            return Ok(counted(found, true));
+            return counted(found, true);
         }
     }
-    if lookup_first {
+    if writing.lookup_first {
         if let Some(found) = holder(&ev.dedup_key)? {
-            return Ok(counted(found, false));
+            return counted(found, false);
         }
     }
     let inserted: Option<i64> = tx
@@ -358,7 +383,7 @@ fn record_one(
         // The insert met a unique index, and this transaction is the only
         // writer: the row it met is there to be read.
         None => match holder(&ev.dedup_key)? {
-            Some(found) => Ok(counted(found, false)),
+            Some(found) => counted(found, false),
             None => Err(rusqlite::Error::QueryReturnedNoRows),
         },
     }

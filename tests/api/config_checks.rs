@@ -186,4 +186,34 @@ fn the_container_image_takes_every_credential_from_the_environment() {
         dockerfile.contains("hookledger.toml ./"),
         "the build stage copies hookledger.toml"
     );
+    // Operating it (issue 14, item 7): dependencies cached in a layer of
+    // their own, a health check, and a grace that `docker stop` lets run.
+    let stub = dockerfile.find("cargo build").expect("a build");
+    let sources = dockerfile
+        .find("COPY src ./src")
+        .expect("the sources copied");
+    assert!(
+        stub < sources,
+        "dependencies are built before the sources arrive"
+    );
+    let healthcheck = dockerfile
+        .lines()
+        .skip_while(|l| !l.starts_with("HEALTHCHECK"))
+        .take(2)
+        .collect::<String>();
+    assert!(healthcheck.contains("/healthz"), "{healthcheck}");
+    assert!(dockerfile.contains("\nSTOPSIGNAL SIGTERM\n"));
+    assert!(
+        config.server.shutdown_grace_secs < DOCKER_DEFAULT_STOP_TIMEOUT_SECS,
+        "a grace of {} s is cut short by docker stop's default {DOCKER_DEFAULT_STOP_TIMEOUT_SECS} s",
+        config.server.shutdown_grace_secs
+    );
+    let ignored = std::fs::read_to_string(repo_file(".dockerignore")).unwrap();
+    assert!(
+        ignored.lines().any(|l| l == "fixtures/**/*.whsk"),
+        "{ignored}"
+    );
 }
+
+/// How long `docker stop` waits after SIGTERM before it kills, unless told.
+const DOCKER_DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;

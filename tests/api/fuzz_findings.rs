@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("/admin/events", "GET", Some(ADMIN_TOKEN)),
     ("/admin/events/1", "GET", Some(ADMIN_TOKEN)),
     ("/admin/events/1/replay", "POST", Some(ADMIN_TOKEN)),
+    ("/admin/events/1/variants", "GET", Some(ADMIN_TOKEN)),
     ("/admin/duplicates", "GET", Some(ADMIN_TOKEN)),
     ("/admin/stats", "GET", Some(ADMIN_TOKEN)),
     ("/admin/deliveries", "GET", Some(ADMIN_TOKEN)),

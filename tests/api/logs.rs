@@ -1,7 +1,8 @@
 //! What the real binary writes to its log (issue 11, item 9): bad-signature
 //! warnings are rate-limited per source, and a database that cannot be
 //! opened is reported with its cause once (a refused PostgreSQL connection
-//! as refused, not as a pool time-out).
+//! as refused, not as a pool time-out). With `log_format = "json"` (issue
+//! 14, item 6) every line is one JSON object and none carries a secret.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -157,4 +158,134 @@ async fn a_database_that_cannot_be_opened_is_reported_with_its_cause_once() {
     } else {
         eprintln!("skipped: the missing PostgreSQL database case (set {POSTGRES_ENV})");
     }
+}
+
+/// `server.log_format = "json"` (SPEC §9): a real run — start-up, signed
+/// webhooks (accepted, duplicate, forged), admin calls, a bad admin token,
+/// shutdown — writes nothing to stdout or stderr that is not one JSON
+/// object with a `message`, and no secret, signature or token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_and_carry_no_secret() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hookledger.toml");
+    let options = TestOptions {
+        server_toml: "log_format = \"json\"".into(),
+        ..TestOptions::default()
+    };
+    let text = test_config_text(&db.url, "http://127.0.0.1:1", &options);
+    std::fs::write(&config_path, &text).unwrap();
+    let no_env: std::collections::BTreeMap<String, String> = Default::default();
+    let config = hookledger::config::load_str(&text, &no_env).unwrap();
+    let stripe = hookledger::sources::Source::new(config.sources["stripe"].clone());
+
+    let log_path = dir.path().join("hookledger.log");
+    let mut process = Binary::start(
+        &config_path,
+        &[("RUST_LOG", "info,hookledger=debug")],
+        Some(&log_path),
+    );
+    let client = reqwest::Client::new();
+    process.wait_ready(&client).await;
+
+    let body = br#"{"id":"evt_json","type":"invoice.paid","created":1700000000,"data":{"object":{"id":"in_1","object":"invoice"}}}"#;
+    let now = chrono::Utc::now().timestamp();
+    let signed = stripe.sign(&Vec::<(String, String)>::new(), body, now);
+    let mut signatures: Vec<String> = signed.iter().map(|(_, v)| v.clone()).collect();
+    for expected in [202, 200] {
+        let mut request = client
+            .post(format!("{}/webhooks/stripe", process.address))
+            .header("Content-Type", "application/json")
+            .body(body.to_vec());
+        for (name, value) in &signed {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        assert_eq!(request.send().await.unwrap().status(), expected);
+    }
+    let forged = format!("t={now},v1={}", "ab".repeat(32));
+    signatures.push(forged.clone());
+    let status = client
+        .post(format!("{}/webhooks/stripe", process.address))
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", &forged)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    for path in ["/admin/events", "/admin/stats", "/admin/events/1/variants"] {
+        let answer = client
+            .get(format!("{}{path}", process.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    let wrong = client
+        .get(format!("{}/admin/events", process.address))
+        .bearer_auth("wrong-token-value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    process.sigterm();
+    assert!(process.wait_exit(Duration::from_secs(30)).await.success());
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.lines().count() >= 2, "start-up and shutdown: {log}");
+    for line in log.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(value["message"].is_string(), "no message: {line}");
+        for key in ["timestamp", "level", "target"] {
+            assert!(value[key].is_string(), "no {key}: {line}");
+        }
+    }
+    assert!(
+        log.contains("\"source\":\"stripe\""),
+        "the forged delivery is logged with its source: {log}"
+    );
+    let secrets = [
+        "whsec_test_stripe",
+        "test-github",
+        ADMIN_TOKEN,
+        "wrong-token-value",
+    ];
+    // Each signature whole, and its MAC alone (after `v1=`).
+    let macs: Vec<String> = signatures.iter().flat_map(|s| v1_parts(s)).collect();
+    for secret in secrets
+        .iter()
+        .map(|s| s.to_string())
+        .chain(signatures)
+        .chain(macs)
+    {
+        assert!(!log.contains(&secret), "{secret:?} is in the log:\n{log}");
+    }
+
+    // A command's own output is JSON too.
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_hookledger"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env_remove("HOOKLEDGER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(migrate.status.success());
+    let out = String::from_utf8(migrate.stdout).unwrap();
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["message"], "database is up to date");
+    assert!(String::from_utf8(migrate.stderr).unwrap().lines().all(|l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["message"].is_string())
+    }));
+}
+
+fn v1_parts(header: &str) -> Vec<String> {
+    header
+        .split(',')
+        .filter_map(|part| part.strip_prefix("v1="))
+        .map(str::to_string)
+        .collect()
 }

@@ -25,7 +25,7 @@ pub struct Expected<'a> {
     /// `None`: a payload hash, whatever its value.
     pub dedup_key: Option<&'a str>,
     pub provider_event_id: Value,
-    pub action: &'a str,
+    pub action: Value,
     pub object_type: Value,
     pub object_id: Value,
 }
@@ -57,7 +57,30 @@ pub async fn signed_redelivered_and_forged(
     expected: Expected<'_>,
 ) -> i64 {
     let bytes = serde_json::to_vec(body).unwrap();
-    let mut plain: Vec<(String, String)> = vec![("Content-Type".into(), "application/json".into())];
+    let (id, shown) = signed_redelivered_and_forged_bytes(
+        app,
+        source,
+        "application/json",
+        headers,
+        bytes,
+        expected,
+    )
+    .await;
+    assert_eq!(shown["payload"], *body, "{source}");
+    id
+}
+
+/// [`signed_redelivered_and_forged`] for a body of any content type;
+/// returns the ledger id and the event as the admin API shows it.
+pub async fn signed_redelivered_and_forged_bytes(
+    app: &TestApp,
+    source: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    bytes: Vec<u8>,
+    expected: Expected<'_>,
+) -> (i64, Value) {
+    let mut plain: Vec<(String, String)> = vec![("Content-Type".into(), content_type.into())];
     plain.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let forged_headers = {
         let mut all = plain.clone();
@@ -80,13 +103,17 @@ pub async fn signed_redelivered_and_forged(
         "{source}: a 401 stores nothing"
     );
 
-    let first = app.deliver(source, headers, body).await;
+    let first = app
+        .deliver_bytes(source, content_type, headers, bytes.clone())
+        .await;
     assert_eq!(first.status, 202, "{source}: {:?}", first.body);
     match expected.dedup_key {
         Some(key) => assert_eq!(first.body["dedup_key"], key, "{source}"),
         None => assert_eq!(first.body["strategy"], "payload_hash", "{source}"),
     }
-    let again = app.deliver(source, headers, body).await;
+    let again = app
+        .deliver_bytes(source, content_type, headers, bytes)
+        .await;
     assert_eq!(again.status, 200, "{source}: {:?}", again.body);
     assert_eq!(again.body["status"], "duplicate");
     assert_eq!(again.id(), first.id());
@@ -101,8 +128,24 @@ pub async fn signed_redelivered_and_forged(
     assert_eq!(shown["action"], expected.action, "{source}");
     assert_eq!(shown["object_type"], expected.object_type, "{source}");
     assert_eq!(shown["object_id"], expected.object_id, "{source}");
-    assert_eq!(shown["payload"], *body, "{source}");
-    first.id()
+    (first.id(), shown)
+}
+
+/// An RFC 3339 instant in Unix ms, parsed outside hookledger's own code.
+pub fn rfc3339_ms(text: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .expect("an RFC 3339 instant")
+        .timestamp_millis()
+}
+
+/// The event time the admin API shows for ledger row `id`, in Unix ms.
+pub async fn shown_event_time_is(app: &TestApp, source: &str, id: i64, expected_ms: i64) {
+    let shown = event(app, id).await;
+    assert_eq!(
+        shown["event_time"],
+        hookledger::clock::rfc3339(expected_ms),
+        "{source}: the admin API's event time"
+    );
 }
 
 async fn slack_event_callbacks_dedup_on_their_event_id(backend: Backend) {
@@ -116,11 +159,13 @@ async fn slack_event_callbacks_dedup_on_their_event_id(backend: Backend) {
     let expected = Expected {
         dedup_key: Some("id:Ev071Z4RMC9K"),
         provider_event_id: json!("Ev071Z4RMC9K"),
-        action: "app_mention",
+        action: json!("app_mention"),
         object_type: Value::Null,
         object_id: Value::Null,
     };
-    signed_redelivered_and_forged(&app, "slack", &[], &body, expected).await;
+    let id = signed_redelivered_and_forged(&app, "slack", &[], &body, expected).await;
+    // Slack's `event_time` is in Unix seconds.
+    shown_event_time_is(&app, "slack", id, app.now_secs() * 1000).await;
 }
 
 /// A handshake: signed → `answer`, unsigned or forged → 401; never stored.
@@ -181,12 +226,14 @@ async fn zoom_events_dedup_on_their_payload_hash(backend: Backend) {
         Expected {
             dedup_key: None,
             provider_event_id: Value::Null,
-            action: "meeting.started",
+            action: json!("meeting.started"),
             object_type: json!("meeting"),
             object_id: json!("85746065432"),
         },
     )
     .await;
+    // Zoom's `event_ts` is in Unix milliseconds.
+    shown_event_time_is(&app, "zoom", id, body["event_ts"].as_i64().unwrap()).await;
     // The key is a payload hash over a two-hour window: a copy an hour and
     // a half later (Zoom's third retry) is still the same event.
     app.clock.advance_ms(85 * 60 * 1000);
@@ -288,7 +335,7 @@ async fn svix_paddle_bitbucket_and_typeform_deliveries_dedup_on_their_ids(backen
             Expected {
                 dedup_key: Some("id:msg_2mQ8XcT4vB7nK1pL9wR3sY6dF0a"),
                 provider_event_id: json!("msg_2mQ8XcT4vB7nK1pL9wR3sY6dF0a"),
-                action: "customer.created",
+                action: json!("customer.created"),
                 object_type: json!("customer"),
                 object_id: json!("cus_01HX4RZ6M2K8Q1T5V9W3Y7B0CD"),
             },
@@ -301,7 +348,7 @@ async fn svix_paddle_bitbucket_and_typeform_deliveries_dedup_on_their_ids(backen
             Expected {
                 dedup_key: Some("id:evt_01hv8x2acma2gz3he8v8ram9rn"),
                 provider_event_id: json!("evt_01hv8x2acma2gz3he8v8ram9rn"),
-                action: "transaction.completed",
+                action: json!("transaction.completed"),
                 object_type: json!("transaction"),
                 object_id: json!("txn_01hv8wptq8987qeep44cyrewp9"),
             },
@@ -316,7 +363,7 @@ async fn svix_paddle_bitbucket_and_typeform_deliveries_dedup_on_their_ids(backen
             Expected {
                 dedup_key: Some("id:b1e5c2a0-0d5e-4b5e-8f8e-1c2d3e4f5a6b"),
                 provider_event_id: json!("b1e5c2a0-0d5e-4b5e-8f8e-1c2d3e4f5a6b"),
-                action: "repo:push",
+                action: json!("repo:push"),
                 object_type: Value::Null,
                 object_id: Value::Null,
             },
@@ -329,7 +376,7 @@ async fn svix_paddle_bitbucket_and_typeform_deliveries_dedup_on_their_ids(backen
             Expected {
                 dedup_key: Some("id:01HX4Q8ZT3V9K2M7N5P6R8S0TA"),
                 provider_event_id: json!("01HX4Q8ZT3V9K2M7N5P6R8S0TA"),
-                action: "form_response",
+                action: json!("form_response"),
                 object_type: json!("form_response"),
                 object_id: json!("a3a12ec67a1365927098a606107fac15"),
             },
@@ -338,6 +385,15 @@ async fn svix_paddle_bitbucket_and_typeform_deliveries_dedup_on_their_ids(backen
     for (source, headers, body, expected) in cases {
         // A fresh app each: the helper counts the whole ledger.
         let app = spawn_app(backend).await;
-        signed_redelivered_and_forged(&app, source, &headers, &body, expected).await;
+        let arrival_ms = app.clock.now_ms();
+        let id = signed_redelivered_and_forged(&app, source, &headers, &body, expected).await;
+        // Svix and Paddle sign an RFC 3339 time into the body; Bitbucket
+        // and Typeform carry none, so the event time is the arrival.
+        let event_ms = match source {
+            "svix" => rfc3339_ms("2024-05-08T14:21:09Z"),
+            "paddle" => rfc3339_ms("2024-05-08T14:10:00.123Z"),
+            _ => arrival_ms,
+        };
+        shown_event_time_is(&app, source, id, event_ms).await;
     }
 }

@@ -425,7 +425,14 @@ async fn duplicate_copies_count_once_whether_or_not_they_are_folded_yet(backend:
             .unwrap();
         assert_eq!(duplicate_of(out), original);
     }
-    assert_eq!(sql(&store, waiting).await, 3, "recorded beside the row");
+    // On PostgreSQL the differing copy goes the one-at-a-time way, which
+    // keeps its body as a variant and counts it on the row at once.
+    let beside = if backend == Backend::Postgres { 2 } else { 3 };
+    assert_eq!(
+        sql(&store, waiting).await,
+        beside,
+        "recorded beside the row"
+    );
     let row = store.event(original).await.unwrap().unwrap().row;
     assert_eq!(
         (row.duplicates, row.last_duplicate_at, row.payload_differs),

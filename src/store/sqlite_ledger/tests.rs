@@ -71,7 +71,14 @@ fn run(lookup_first: bool) -> (Vec<RecordOutcome>, Vec<CopyRow>) {
     for batch in batches() {
         let batch: Vec<&NewEvent> = batch.iter().collect();
         let deadline = super::super::sqlite_write_deadline();
-        let recorded = record_batch(&mut conn, &gate, &batch, lookup_first, deadline);
+        let limit = VariantLimit::default();
+        let writing = Writing {
+            gate: &gate,
+            lookup_first,
+            deadline,
+            variant_limit: &limit,
+        };
+        let recorded = record_batch(&mut conn, &writing, &batch);
         outcomes.extend(recorded.unwrap());
     }
     let copies: Vec<CopyRow> = conn
@@ -126,7 +133,7 @@ fn queued_requests_share_the_next_batch_and_each_gets_its_own_outcomes() {
         )))
         .unwrap();
     let gate = Arc::new(Mutex::new(()));
-    let ledger = SqliteLedger::start(path, gate.clone()).unwrap();
+    let ledger = SqliteLedger::start(path, gate.clone(), VariantLimit::default()).unwrap();
     let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = batches.clone();
     ledger.gather_batches(GroupCommit {
