@@ -11,13 +11,15 @@
 //! Around it: [`config`] (TOML + `${VAR}` + env overrides, validated once),
 //! [`dev_values`] (no shipped development secret beyond loopback),
 //! [`telemetry`] and [`json_log`] (text or JSON log lines),
-//! [`startup`] (wiring), [`routes::admin`] (admin API), [`metrics`],
+//! [`startup`] (wiring), [`routes::admin`] (admin API), [`console`] (the web
+//! console at `/console`), [`metrics`],
 //! [`replay`] (the fixture sender), [`clock`] (injected time).
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dedup;
 pub mod dev_values;
 pub mod error;

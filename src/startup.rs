@@ -157,6 +157,7 @@ impl Application {
                 ))
                 .app_data(app_state.clone())
                 .app_data(feed_wake.clone())
+                .configure(crate::console::configure)
                 .configure(|cfg| crate::routes::configure(cfg, &source_names))
         })
         .listen(listener)?

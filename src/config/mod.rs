@@ -95,6 +95,11 @@ pub struct ServerConfig {
     /// PostgreSQL: ledger writer tasks, each committing its own batches on a
     /// connection of its own. (SQLite has one writer thread.)
     pub batch_writers: usize,
+    /// The origin users reach the server at (`https://hooks.example.com`,
+    /// normalized: lower-case host, no default port, no trailing slash):
+    /// the console's origin for its CSRF check and its cookie's `Secure`
+    /// (SPEC §9). `None`: `http://` + the request's `Host`.
+    pub public_origin: Option<String>,
     /// How log lines are written (SPEC §9).
     pub log_format: LogFormat,
 }
@@ -122,6 +127,7 @@ impl fmt::Debug for ServerConfig {
             .field("batch_max_rows", &self.batch_max_rows)
             .field("batch_linger_us", &self.batch_linger_us)
             .field("batch_writers", &self.batch_writers)
+            .field("public_origin", &self.public_origin)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -308,6 +314,7 @@ pub const TEMPLATE_PLACEHOLDERS: [&str; 4] = ["event_id", "object_id", "object_t
 pub mod destinations;
 mod expand;
 pub mod feed;
+mod public_origin;
 mod raw;
 #[cfg(test)]
 mod tests;

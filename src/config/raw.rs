@@ -44,6 +44,7 @@ pub(super) struct RawServer {
     pub(super) batch_max_rows: Option<usize>,
     pub(super) batch_linger_us: Option<u64>,
     pub(super) batch_writers: Option<usize>,
+    pub(super) public_origin: Option<String>,
     pub(super) log_format: Option<String>,
 }
 

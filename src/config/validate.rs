@@ -2,6 +2,7 @@
 //! the typed [`Config`], reporting every problem at once.
 
 use super::feed::validate_feed;
+use super::public_origin;
 use super::raw::{RawConfig, RawFetch, RawSource};
 use super::validate_destinations::{validate_deliver, validate_destination};
 use super::*;
@@ -39,6 +40,15 @@ pub(super) fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigEr
         batch_max_rows: s.batch_max_rows.unwrap_or(DEFAULT_BATCH_MAX_ROWS),
         batch_linger_us: s.batch_linger_us.unwrap_or(0),
         batch_writers: s.batch_writers.unwrap_or(1),
+        public_origin: s
+            .public_origin
+            .and_then(|raw| match public_origin::normalize(&raw) {
+                Ok(origin) => Some(origin),
+                Err(problem) => {
+                    problems.push(format!("server.public_origin: {problem}"));
+                    None
+                }
+            }),
         log_format: match s.log_format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,

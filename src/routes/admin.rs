@@ -122,7 +122,7 @@ pub(super) fn non_empty(raw: &Option<String>) -> Option<String> {
 
 /// Cursors are the position of the last row shown, in base64url, tagged by
 /// list so one list's cursor is refused by another.
-pub(super) fn encode_cursor(tag: &str, parts: &[i64]) -> String {
+pub(crate) fn encode_cursor(tag: &str, parts: &[i64]) -> String {
     let text = std::iter::once(tag.to_string())
         .chain(parts.iter().map(i64::to_string))
         .collect::<Vec<_>>()
@@ -130,7 +130,7 @@ pub(super) fn encode_cursor(tag: &str, parts: &[i64]) -> String {
     URL_SAFE_NO_PAD.encode(text)
 }
 
-pub(super) fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i64>, ApiError> {
+pub(crate) fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i64>, ApiError> {
     let bad = || ApiError::InvalidQuery("cursor is not valid".into());
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
@@ -305,6 +305,18 @@ pub async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
+    replay_event(&state, id).await?;
+    Ok(HttpResponse::Accepted().json(RequeuedAnswer {
+        id,
+        status: Requeued::Pending,
+    }))
+}
+
+/// Makes event `id` pending again (SPEC §5), or says why not: 404 for an
+/// unknown id, 409 while it is processing, for an ignored event, and for a
+/// coalesce row while another row with its key is pending. The admin API's
+/// replay and the console's Replay button.
+pub(crate) async fn replay_event(state: &AppState, id: i64) -> Result<(), ApiError> {
     let now_ms = state.clock.now_ms();
     // The status is read only when the replay did not happen, to say why.
     let (replayed, status) = state
@@ -321,10 +333,7 @@ pub async fn replay(
         })
         .await?;
     if replayed {
-        return Ok(HttpResponse::Accepted().json(RequeuedAnswer {
-            id,
-            status: Requeued::Pending,
-        }));
+        return Ok(());
     }
     match status.as_deref() {
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),

@@ -15,9 +15,8 @@ use crate::config::Secret;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Whether the request carries `Authorization: Bearer <token>`. Both sides
-/// are hashed first, so the comparison takes the same time whatever the
-/// length of the guess.
+/// Whether the request carries `Authorization: Bearer <token>`, compared
+/// by [`matches`].
 pub fn presents(request: &HttpRequest, token: &Secret) -> bool {
     let Some(presented) = request
         .headers()
@@ -27,8 +26,15 @@ pub fn presents(request: &HttpRequest, token: &Secret) -> bool {
     else {
         return false;
     };
+    matches(token, presented.trim())
+}
+
+/// Whether `presented` is `token`. Both sides are hashed first, so the
+/// comparison takes the same time whatever the length of the guess (the
+/// bearer header here, the console's login form in `console::login`).
+pub fn matches(token: &Secret, presented: &str) -> bool {
     let expected = Sha256::digest(token.expose().as_bytes());
-    let given = Sha256::digest(presented.trim().as_bytes());
+    let given = Sha256::digest(presented.as_bytes());
     bool::from(expected.ct_eq(&given))
 }
 

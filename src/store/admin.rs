@@ -97,7 +97,8 @@ pub struct LedgerGauges {
 /// `processed_at` is when processing completed, so only a `done` event shows
 /// one: builds before 252b0d3 also stamped it on `dead` events, and their
 /// rows still carry it.
-const EVENT_COLUMNS: &str = "id, source, dedup_key, strategy, status, attempts, last_error, \
+pub(super) const EVENT_COLUMNS: &str =
+    "id, source, dedup_key, strategy, status, attempts, last_error, \
 provider_event_id, action, object_type, object_id, event_time, received_at, \
 CASE WHEN status = 'done' THEN processed_at END AS processed_at, duplicates, \
 last_duplicate_at, payload_differs";

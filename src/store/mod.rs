@@ -20,6 +20,7 @@
 pub mod admin;
 mod batch;
 pub mod complete;
+pub mod console;
 pub mod deliveries;
 pub mod deliveries_admin;
 pub mod deliveries_settle;
