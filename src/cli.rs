@@ -1,5 +1,5 @@
 //! The command line: `serve` (default), `migrate`, `prune`, `replay`,
-//! `reconcile`.
+//! `reconcile`, `openapi`.
 
 use std::path::PathBuf;
 
@@ -64,6 +64,9 @@ pub enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         concurrency: u32,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (as served at
+    /// /openapi.json): `hookledger openapi > openapi.json`.
+    Openapi,
 }
 
 /// `30d`, `12h`, `15m`, `45s` → seconds.

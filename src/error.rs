@@ -4,7 +4,8 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::sources::SignatureError;
 use crate::store::StoreError;
@@ -36,8 +37,9 @@ pub enum ApiError {
     CursorExpired(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("this URL accepts POST only")]
-    MethodNotAllowed,
+    /// Another method on a routed path; the one it accepts.
+    #[error("this URL accepts {0} only")]
+    MethodNotAllowed(&'static str),
     #[error("{0}")]
     Conflict(String),
     #[error("too many requests in flight; retry shortly")]
@@ -72,7 +74,7 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::FeedUnauthorized => "unauthorized",
             ApiError::CursorExpired(_) => "cursor_expired",
             ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Overloaded => "overloaded",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
@@ -93,7 +95,7 @@ impl ResponseError for ApiError {
             }
             ApiError::CursorExpired(_) => StatusCode::GONE,
             ApiError::InvalidPayload(_) | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -128,14 +130,59 @@ impl ResponseError for ApiError {
             // endless or stalled body costs nothing after its 413 or 408.
             response.force_close();
         }
-        if matches!(self, ApiError::MethodNotAllowed) {
-            response.insert_header((header::ALLOW, "POST"));
+        if let ApiError::MethodNotAllowed(allowed) = self {
+            response.insert_header((header::ALLOW, *allowed));
         }
         if matches!(self, ApiError::Unauthorized | ApiError::FeedUnauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(json!({ "error": { "code": self.code(), "message": message } }))
+        response.json(ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code(),
+                message,
+            },
+        })
     }
+}
+
+/// Every error answer of the API: `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// What went wrong: a stable code to act on, and a message for people.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable and machine-readable (SPEC §3, §5, §7, §8).
+    #[schema(value_type = ErrorCode)]
+    pub code: &'static str,
+    /// For people; its wording may change.
+    pub message: String,
+}
+
+/// The codes [`ApiError::code`] answers with; a unit test keeps the two
+/// lists equal.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    UnknownSource,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    RequestTimeout,
+    MissingSignature,
+    InvalidSignature,
+    TimestampOutOfTolerance,
+    InvalidPayload,
+    InvalidQuery,
+    Unauthorized,
+    CursorExpired,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    Overloaded,
+    StorageUnavailable,
+    InternalError,
 }
 
 /// An error and its causes on one line, each cause named once. Error types
@@ -161,7 +208,44 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::chain;
+    use super::{chain, ApiError, ErrorCode};
+    use crate::sources::SignatureError;
+    use crate::store::StoreError;
+
+    #[test]
+    fn the_documented_codes_are_the_codes_answered() {
+        let answered: std::collections::BTreeSet<&str> = [
+            ApiError::UnknownSource(String::new()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge(1),
+            ApiError::RequestTimeout(1),
+            ApiError::Signature(SignatureError::Missing),
+            ApiError::Signature(SignatureError::Invalid),
+            ApiError::Signature(SignatureError::TimestampOutOfTolerance),
+            ApiError::InvalidPayload(String::new()),
+            ApiError::InvalidQuery(String::new()),
+            ApiError::Unauthorized,
+            ApiError::FeedUnauthorized,
+            ApiError::CursorExpired(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed("POST"),
+            ApiError::Conflict(String::new()),
+            ApiError::Overloaded,
+            ApiError::StorageUnavailable(StoreError::BatchFailed(String::new())),
+            ApiError::Internal(anyhow::anyhow!("x")),
+        ]
+        .iter()
+        .map(ApiError::code)
+        .collect();
+        let schema = serde_json::to_value(<ErrorCode as utoipa::PartialSchema>::schema()).unwrap();
+        let documented: std::collections::BTreeSet<&str> = schema["enum"]
+            .as_array()
+            .expect("an enum schema")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(answered, documented);
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("outer: {0}")]

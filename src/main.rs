@@ -60,6 +60,8 @@ fn load(cli: &Cli) -> anyhow::Result<config::Config> {
 async fn run(cli: Cli, config: config::Config) -> anyhow::Result<ExitCode> {
     let format = config.server.log_format;
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        // Needs no config: the document is the same for every deployment.
+        Command::Openapi => print!("{}", hookledger::routes::openapi::document_json()),
         Command::Serve => {
             let bind = config.server.bind.clone();
             let app = Application::build(config, Arc::new(SystemClock), true).await?;

@@ -158,7 +158,7 @@ pub struct ActionGlob(String);
 /// themselves, and no provider's action holds them: a glob with one was
 /// written for a dialect hookledger does not speak and would silently
 /// never match, so it is refused instead.
-const FOREIGN_GLOB_CHARS: [char; 5] = ['?', '[', ']', '{', '}'];
+pub(crate) const FOREIGN_GLOB_CHARS: [char; 5] = ['?', '[', ']', '{', '}'];
 
 impl ActionGlob {
     /// A glob from its text. A bad glob is one that can only be a

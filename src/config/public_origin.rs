@@ -14,7 +14,7 @@ pub(super) fn normalize(raw: &str) -> Result<String, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(bad("the scheme must be http or https"));
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {

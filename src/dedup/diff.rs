@@ -14,9 +14,10 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// What happened at a path, from the first body to the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     Changed,
@@ -24,11 +25,13 @@ pub enum Change {
     Removed,
 }
 
-/// One difference: a JSON pointer and what happened there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One difference: a JSON pointer and what happened there. (Fields in
+/// sorted order, as the variants answer has always written them.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PathChange {
-    pub path: String,
     pub change: Change,
+    /// A JSON pointer (RFC 6901) into the first body; `""` is the whole.
+    pub path: String,
 }
 
 /// At most this many paths per diff: a person reads the list, and a body

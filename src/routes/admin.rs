@@ -15,12 +15,17 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::IntoParams;
 
-use crate::clock::{parse_rfc3339, rfc3339};
-use crate::error::ApiError;
+use super::answers::{
+    DeliveryCounts, DuplicateItem, DuplicatePage, EventCounts, EventDetail, EventItem, EventPage,
+    Requeued, RequeuedAnswer, StatsAnswer,
+};
+use crate::clock::parse_rfc3339;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::AppState;
-use crate::store::admin::{DuplicateFilter, EventFilter, EventRow, STATUSES};
+use crate::store::admin::{DuplicateFilter, EventFilter, STATUSES};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -44,12 +49,42 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /admin/events`. Every field is read as text and
+/// checked by hand, so that a bad value is answered with the error
+/// envelope's own message; `value_type` says what is accepted.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only rows in this status (empty: any).
+    #[param(schema_with = super::answers::event_status_filter)]
     status: Option<String>,
+    /// Only rows of this source (empty: any).
     source: Option<String>,
+    /// Only rows received at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+    /// Page size, 1 to 500 (larger is taken as 500); default 50.
+    #[param(schema_with = super::answers::limit_schema)]
     limit: Option<String>,
+    /// `next_cursor` of the page before.
+    cursor: Option<String>,
+}
+
+/// The query of `GET /admin/duplicates`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DuplicateQuery {
+    /// Only rows of this source (empty: any).
+    source: Option<String>,
+    /// Only rows whose last duplicate arrived at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Page size, 1 to 500 (larger is taken as 500); default 50.
+    #[param(schema_with = super::answers::limit_schema)]
+    limit: Option<String>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
@@ -112,59 +147,35 @@ pub(crate) fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i6
     Ok(parts)
 }
 
-pub(super) fn opt_time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
-}
-
-fn event_json(row: &EventRow) -> Value {
-    json!({
-        "id": row.id,
-        "source": row.source,
-        "dedup_key": row.dedup_key,
-        "strategy": row.strategy,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "provider_event_id": row.provider_event_id,
-        "action": row.action,
-        "object_type": row.object_type,
-        "object_id": row.object_id,
-        "event_time": rfc3339(row.event_time),
-        "received_at": rfc3339(row.received_at),
-        "processed_at": opt_time(row.processed_at),
-        "origin": row.origin,
-    })
-}
-
-fn duplicate_json(row: &EventRow) -> Value {
-    json!({
-        "id": row.id,
-        "source": row.source,
-        "dedup_key": row.dedup_key,
-        "strategy": row.strategy,
-        "first_received_at": rfc3339(row.received_at),
-        "last_duplicate_at": opt_time(row.last_duplicate_at),
-        "duplicates": row.duplicates,
-        "payload_differs": row.payload_differs,
-    })
-}
-
-/// Trims the extra row read to detect another page, and builds the page.
-fn page(
-    mut rows: Vec<EventRow>,
-    limit: i64,
-    item: fn(&EventRow) -> Value,
-    cursor: impl Fn(&EventRow) -> String,
-) -> Value {
+/// Trims the extra row read to detect another page; the cursor of the
+/// next page, if there is one.
+fn trim_page<R>(rows: &mut Vec<R>, limit: i64, cursor: impl Fn(&R) -> String) -> Option<String> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = if more { rows.last().map(cursor) } else { None };
-    json!({ "items": rows.iter().map(item).collect::<Vec<_>>(), "next_cursor": next })
+    if more {
+        rows.last().map(cursor)
+    } else {
+        None
+    }
 }
 
+/// Ledger rows delivered more than once, newest duplicate first.
+#[utoipa::path(
+    get,
+    path = "/admin/duplicates",
+    tag = "admin",
+    params(DuplicateQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of duplicated rows", body = DuplicatePage),
+        (status = 400, description = "`invalid_query`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn duplicates(
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: web::Query<DuplicateQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = parse_limit(query.limit.as_deref())?;
     let before = match query.cursor.as_deref() {
@@ -179,16 +190,32 @@ pub async fn duplicates(
         since_ms: parse_since(query.since.as_deref())?,
         before,
     };
-    let rows = state
+    let mut rows = state
         .on_main(move |store| async move { store.duplicates(&filter, limit).await })
         .await?;
-    Ok(
-        HttpResponse::Ok().json(page(rows, limit, duplicate_json, |r| {
-            encode_cursor("d", &[r.last_duplicate_at.unwrap_or(0), r.id])
-        })),
-    )
+    let next_cursor = trim_page(&mut rows, limit, |r| {
+        encode_cursor("d", &[r.last_duplicate_at.unwrap_or(0), r.id])
+    });
+    Ok(HttpResponse::Ok().json(DuplicatePage {
+        items: rows.iter().map(DuplicateItem::from).collect(),
+        next_cursor,
+    }))
 }
 
+/// Ledger rows, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/events",
+    tag = "admin",
+    params(ListQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of ledger rows", body = EventPage),
+        (status = 400, description = "`invalid_query`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn events(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -213,12 +240,14 @@ pub async fn events(
         since_ms: parse_since(query.since.as_deref())?,
         before_id,
     };
-    let rows = state
+    let mut rows = state
         .on_main(move |store| async move { store.events(&filter, limit).await })
         .await?;
-    Ok(HttpResponse::Ok().json(page(rows, limit, event_json, |r| {
-        encode_cursor("e", &[r.id])
-    })))
+    let next_cursor = trim_page(&mut rows, limit, |r| encode_cursor("e", &[r.id]));
+    Ok(HttpResponse::Ok().json(EventPage {
+        items: rows.iter().map(EventItem::from).collect(),
+        next_cursor,
+    }))
 }
 
 pub(super) fn parse_id(raw: &str) -> Result<i64, ApiError> {
@@ -228,6 +257,20 @@ pub(super) fn parse_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no event with id {raw:.32}")))
 }
 
+/// One ledger row with its payload.
+#[utoipa::path(
+    get,
+    path = "/admin/events/{id}",
+    tag = "admin",
+    params(("id" = u64, Path, description = "The ledger id", minimum = 1)),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The row", body = EventDetail),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such ledger id", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn event(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -237,20 +280,36 @@ pub async fn event(
         .on_main(move |store| async move { store.event(id).await })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event with id {id}")))?;
-    let mut body = event_json(&detail.row);
     let payload: Value = serde_json::from_str(&detail.payload).unwrap_or(Value::Null);
-    body["payload"] = payload;
-    body["duplicates"] = json!(detail.row.duplicates);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(EventDetail::new(&detail.row, payload)))
 }
 
+/// Processes the event again (`dead` ones too; attempts start over).
+#[utoipa::path(
+    post,
+    path = "/admin/events/{id}/replay",
+    tag = "admin",
+    params(("id" = u64, Path, description = "The ledger id", minimum = 1)),
+    security(("admin_token" = [])),
+    responses(
+        (status = 202, description = "Pending again", body = RequeuedAnswer),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such ledger id", body = ErrorEnvelope),
+        (status = 409, description = "`conflict`: being processed, ignored, or its coalesce \
+            key has a pending row", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn replay(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&id)?;
     replay_event(&state, id).await?;
-    Ok(HttpResponse::Accepted().json(json!({ "status": "pending", "id": id })))
+    Ok(HttpResponse::Accepted().json(RequeuedAnswer {
+        id,
+        status: Requeued::Pending,
+    }))
 }
 
 /// Makes event `id` pending again (SPEC §5), or says why not: 404 for an
@@ -288,6 +347,18 @@ pub(crate) async fn replay_event(state: &AppState, id: i64) -> Result<(), ApiErr
     }
 }
 
+/// Ledger and delivery counts, every status present.
+#[utoipa::path(
+    get,
+    path = "/admin/stats",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The counts", body = StatsAnswer),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (stats, summaries) = state
         .on_main(|store| async move {
@@ -298,29 +369,33 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         })
         .await?;
     // Configured sources appear even before their first delivery.
-    let mut by_source = stats.by_source;
+    let mut by_source: BTreeMap<String, EventCounts> = stats
+        .by_source
+        .iter()
+        .map(|(name, counts)| (name.clone(), EventCounts::from(counts)))
+        .collect();
     for name in state.sources.keys() {
         by_source
             .entry(name.clone())
-            .or_insert_with(|| STATUSES.iter().map(|s| (s.to_string(), 0)).collect());
+            .or_insert_with(|| EventCounts::from(&BTreeMap::new()));
     }
     // Every configured destination, every status, zeros included (SPEC §7).
-    let deliveries: BTreeMap<&str, BTreeMap<String, i64>> = state
+    let deliveries: BTreeMap<String, DeliveryCounts> = state
         .config
         .destinations
         .keys()
         .map(|name| {
             let counts = summaries.get(name).cloned().unwrap_or_default().by_status;
-            (name.as_str(), counts)
+            (name.clone(), DeliveryCounts::from(&counts))
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "total": stats.total,
-        "duplicates": stats.duplicates,
-        "by_status": stats.by_status,
-        "by_source": by_source,
-        "deliveries": deliveries,
-    })))
+    Ok(HttpResponse::Ok().json(StatsAnswer {
+        by_source,
+        by_status: EventCounts::from(&stats.by_status),
+        deliveries,
+        duplicates: stats.duplicates,
+        total: stats.total,
+    }))
 }
 
 #[cfg(test)]

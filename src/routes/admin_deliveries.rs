@@ -6,14 +6,17 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use super::admin::{decode_cursor, encode_cursor, non_empty, opt_time, parse_limit, parse_since};
-use crate::clock::{parse_rfc3339, rfc3339};
+use super::admin::{decode_cursor, encode_cursor, non_empty, parse_limit, parse_since};
+use super::answers::{
+    opt_time, BulkRetryAnswer, DeliveryCounts, DeliveryItem, DeliveryPage, DestinationItem,
+    DestinationList, Requeued, RequeuedAnswer,
+};
+use crate::clock::parse_rfc3339;
 use crate::config::DestinationConfig;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::AppState;
-use crate::store::deliveries::DeliveryRow;
 use crate::store::deliveries_admin::{
     BulkRetry, DeliveryFilter, DestinationSummary, RetryOutcome, DELIVERY_STATUSES,
     RETRY_BATCH_ROWS,
@@ -25,34 +28,29 @@ pub const MAX_RETRY_BODY_BYTES: usize = 16 * 1024;
 /// Tags this list's cursors, so another list's cursor is refused here.
 const CURSOR_TAG: &str = "dl";
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /admin/deliveries`, read as text and checked by hand
+/// (see `admin::ListQuery`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// Only deliveries to this destination (empty: any; a name never
+    /// used lists nothing).
     destination: Option<String>,
+    /// Only deliveries in this status (empty: any).
+    #[param(schema_with = super::answers::delivery_status_filter)]
     status: Option<String>,
+    /// Only deliveries of this event (its ledger id; empty: any).
+    #[param(value_type = Option<i64>, minimum = 1)]
     event_id: Option<String>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+    /// Page size, 1 to 500 (larger is taken as 500); default 50.
+    #[param(schema_with = super::answers::limit_schema)]
     limit: Option<String>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
-}
-
-/// `next_attempt_at` is shown only while the delivery waits for an attempt
-/// (`pending`, `failed`); the column is kept on other rows but means
-/// nothing there (no attempt is coming, or one is in flight).
-fn delivery_json(row: &DeliveryRow) -> Value {
-    let waiting = matches!(row.status.as_str(), "pending" | "failed");
-    json!({
-        "id": row.id,
-        "delivery_id": row.delivery_id(),
-        "destination": row.destination,
-        "event_id": row.event_id,
-        "status": row.status,
-        "attempts": row.attempts,
-        "last_error": row.last_error,
-        "last_status": row.last_status,
-        "created_at": rfc3339(row.created_at),
-        "delivered_at": opt_time(row.delivered_at),
-        "next_attempt_at": opt_time(waiting.then_some(row.next_attempt_at)),
-    })
 }
 
 /// A ledger id in a query: plain decimal digits, at least 1.
@@ -73,6 +71,19 @@ fn parse_event_id(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
 /// the stored rows, not the configuration: deliveries to a destination
 /// since removed from the config can still be listed, and a name that was
 /// never used simply lists nothing (an empty page, not an error).
+#[utoipa::path(
+    get,
+    path = "/admin/deliveries",
+    tag = "admin",
+    params(DeliveryQuery),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "A page of deliveries", body = DeliveryPage),
+        (status = 400, description = "`invalid_query`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn deliveries(
     state: web::Data<AppState>,
     query: web::Query<DeliveryQuery>,
@@ -103,15 +114,15 @@ pub async fn deliveries(
         .await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next = if more {
+    let next_cursor = if more {
         rows.last().map(|r| encode_cursor(CURSOR_TAG, &[r.id]))
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "items": rows.iter().map(delivery_json).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(HttpResponse::Ok().json(DeliveryPage {
+        items: rows.iter().map(DeliveryItem::from).collect(),
+        next_cursor,
+    }))
 }
 
 fn parse_delivery_id(raw: &str) -> Result<i64, ApiError> {
@@ -121,7 +132,22 @@ fn parse_delivery_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no delivery with id {raw:.32}")))
 }
 
-/// `POST /admin/deliveries/{id}/retry`.
+/// `POST /admin/deliveries/{id}/retry`: sends the delivery again (a
+/// `delivered` one too, under the same delivery id).
+#[utoipa::path(
+    post,
+    path = "/admin/deliveries/{id}/retry",
+    tag = "admin",
+    params(("id" = u64, Path, description = "The delivery row's `id`", minimum = 1)),
+    security(("admin_token" = [])),
+    responses(
+        (status = 202, description = "Pending again", body = RequeuedAnswer),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such delivery", body = ErrorEnvelope),
+        (status = 409, description = "`conflict`: being delivered", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn retry(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -132,9 +158,10 @@ pub async fn retry(
         .on_main(move |store| async move { store.retry_delivery(id, now_ms).await })
         .await?;
     match outcome {
-        RetryOutcome::Retried => {
-            Ok(HttpResponse::Accepted().json(json!({ "status": "pending", "id": id })))
-        }
+        RetryOutcome::Retried => Ok(HttpResponse::Accepted().json(RequeuedAnswer {
+            id,
+            status: Requeued::Pending,
+        })),
         RetryOutcome::InFlight => Err(ApiError::Conflict(format!(
             "delivery {id} is being delivered"
         ))),
@@ -142,22 +169,30 @@ pub async fn retry(
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// The statuses a bulk retry takes.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum RetryableStatus {
+pub enum RetryableStatus {
     Dead,
     Failed,
 }
 
 /// The body of a bulk retry. Unknown fields are refused: a misspelt
 /// `dry_run` must not turn a dry run into a real one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRetryBody {
+    /// A configured destination.
+    #[schema(min_length = 1)]
     destination: String,
     status: RetryableStatus,
+    /// Deliveries created at or after this time (RFC 3339).
+    #[schema(format = DateTime)]
     since: Option<String>,
+    /// Deliveries created before this time (RFC 3339; exclusive).
+    #[schema(format = DateTime)]
     until: Option<String>,
+    /// Count what would be retried, change nothing.
     #[serde(default)]
     dry_run: bool,
 }
@@ -184,6 +219,22 @@ fn body_time(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {
 /// `POST /admin/deliveries/retry`: every delivery of `destination` in
 /// `status` created at or after `since` and before `until` (both optional;
 /// `until` is exclusive, so consecutive windows never overlap).
+#[utoipa::path(
+    post,
+    path = "/admin/deliveries/retry",
+    tag = "admin",
+    request_body = BulkRetryBody,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "`matched` for a dry run, else `retried`",
+            body = BulkRetryAnswer),
+        (status = 400, description = "`invalid_payload`: not JSON, over 16 KiB, a missing, \
+            unknown or bad field", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such destination", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn retry_many(
     state: web::Data<AppState>,
     body: web::Json<BulkRetryBody>,
@@ -213,7 +264,7 @@ pub async fn retry_many(
         let matched = state
             .on_main(move |store| async move { store.count_retryable(&bulk).await })
             .await?;
-        return Ok(HttpResponse::Ok().json(json!({ "matched": matched })));
+        return Ok(HttpResponse::Ok().json(BulkRetryAnswer::DryRun { matched }));
     }
     let now_ms = state.clock.now_ms();
     let retried = state
@@ -223,40 +274,68 @@ pub async fn retry_many(
                 .await
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "retried": retried })))
+    Ok(HttpResponse::Ok().json(BulkRetryAnswer::Retried { retried }))
 }
 
 fn unknown_destination(name: &str) -> ApiError {
     ApiError::NotFound(format!("no destination named {name:.64} is configured"))
 }
 
-fn destination_json(destination: &DestinationConfig, summary: &DestinationSummary) -> Value {
-    json!({
-        "name": destination.name,
-        "kind": destination.kind.as_str(),
-        "paused": summary.paused,
-        "by_status": summary.by_status,
-        "oldest_pending_at": opt_time(summary.oldest_pending_at),
-    })
+fn destination_item(
+    destination: &DestinationConfig,
+    summary: &DestinationSummary,
+) -> DestinationItem {
+    DestinationItem {
+        by_status: DeliveryCounts::from(&summary.by_status),
+        kind: destination.kind.as_str(),
+        name: destination.name.clone(),
+        oldest_pending_at: opt_time(summary.oldest_pending_at),
+        paused: summary.paused,
+    }
 }
 
 /// `GET /admin/destinations`: every configured destination, in name
 /// order, counted even before its first delivery.
+#[utoipa::path(
+    get,
+    path = "/admin/destinations",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every configured destination", body = DestinationList),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn destinations(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let summaries = state
         .on_main(|store| async move { store.destination_summaries(None).await })
         .await?;
     let empty = DestinationSummary::default();
-    let items: Vec<Value> = state
+    let items = state
         .config
         .destinations
         .values()
-        .map(|d| destination_json(d, summaries.get(&d.name).unwrap_or(&empty)))
+        .map(|d| destination_item(d, summaries.get(&d.name).unwrap_or(&empty)))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(DestinationList { items }))
 }
 
 /// `POST /admin/destinations/{name}/pause`.
+#[utoipa::path(
+    post,
+    path = "/admin/destinations/{name}/pause",
+    tag = "admin",
+    description = "Stops attempts to the destination (its deliveries wait as `pending`).",
+    params(("name" = String, Path, description = "A configured destination")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The destination, after the change", body = DestinationItem),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such destination", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn pause(
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -265,6 +344,20 @@ pub async fn pause(
 }
 
 /// `POST /admin/destinations/{name}/resume`.
+#[utoipa::path(
+    post,
+    path = "/admin/destinations/{name}/resume",
+    tag = "admin",
+    description = "Lets attempts to the destination start again, in order.",
+    params(("name" = String, Path, description = "A configured destination")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The destination, after the change", body = DestinationItem),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no such destination", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn resume(
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -297,7 +390,7 @@ async fn set_paused(
         .get(&destination.name)
         .cloned()
         .unwrap_or_default();
-    Ok(HttpResponse::Ok().json(destination_json(&destination, &summary)))
+    Ok(HttpResponse::Ok().json(destination_item(&destination, &summary)))
 }
 
 #[cfg(test)]

@@ -26,9 +26,12 @@ use actix_web_lab::sse;
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use utoipa::IntoParams;
+
+use super::feed_schema::{FeedPageAnswer, StreamEvent, StreamHeaders};
 
 use crate::config::ActionGlob;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::feed::{FeedError, FeedFilter, FeedPage, Position, Start};
@@ -53,7 +56,7 @@ const STREAM_QUEUE: usize = 4;
 /// After a failed read a stream tries again this much later.
 const STREAM_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Action globs a query may give.
-const MAX_GLOBS: usize = 32;
+pub const MAX_GLOBS: usize = 32;
 
 /// The signal that wakes waiting readers (app data of the feed routes):
 /// the worker's feed signal, also notified by the PostgreSQL listener.
@@ -85,12 +88,26 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /feed`, read as text and checked by hand (see
+/// `admin::ListQuery`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
+    /// `now` (the current end), or a `cursor` / `next_cursor` of this
+    /// feed; absent: the oldest kept item.
     after: Option<String>,
+    /// Page size, 1 to 500 (larger is taken as 500); default 100.
+    #[param(schema_with = super::answers::limit_schema)]
     limit: Option<String>,
+    /// Seconds to hold the request until an item is there (long poll).
+    #[param(schema_with = super::feed_schema::wait_schema)]
     wait: Option<String>,
+    /// Only items of this source (empty: any).
     source: Option<String>,
+    /// Only items whose action matches one of these comma-separated globs
+    /// (`*` matches any run of characters; at most 32).
+    #[param(schema_with = super::feed_schema::actions_schema)]
     actions: Option<String>,
 }
 
@@ -204,6 +221,27 @@ impl Drop for Waiting<'_> {
 }
 
 /// `GET /feed`.
+#[utoipa::path(
+    get,
+    path = "/feed",
+    tag = "feed",
+    description = "The change feed's items after a cursor, oldest first; with `wait`, held \
+        until at least one item is there or the time is up. Without `[feed]` configured, 404.",
+    params(FeedQuery),
+    security(("feed_token" = [])),
+    responses(
+        (status = 200, description = "A page (it may hold fewer than `limit` items although \
+            more follow)", body = FeedPageAnswer),
+        (status = 400, description = "`invalid_query`: a malformed cursor, limit, wait or \
+            glob", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no feed token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no `[feed]` configured",
+            body = ErrorEnvelope),
+        (status = 410, description = "`cursor_expired`: an item after the cursor was dropped \
+            by retention", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn feed(
     state: web::Data<AppState>,
     wake: web::Data<FeedWake>,
@@ -262,10 +300,17 @@ fn page_answer(page: &FeedPage) -> HttpResponse {
         .body(body)
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /feed/stream`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// As for `GET /feed`; a `Last-Event-ID` header wins over it.
     after: Option<String>,
+    /// Only items of this source (empty: any).
     source: Option<String>,
+    /// As for `GET /feed`.
+    #[param(schema_with = super::feed_schema::actions_schema)]
     actions: Option<String>,
 }
 
@@ -274,6 +319,27 @@ pub struct StreamQuery {
 /// The first page is read here, so an expired or malformed cursor is
 /// answered with its status; the rest is read by a task on the
 /// application's runtime that ends as soon as the client is gone.
+#[utoipa::path(
+    get,
+    path = "/feed/stream",
+    tag = "feed",
+    description = "The feed's items as Server-Sent Events: `id` the cursor, `event` the \
+        action (no `event` line without one), `data` the envelope; a comment line at least \
+        every 15 s. The stream does not end by itself.",
+    params(StreamQuery, StreamHeaders),
+    security(("feed_token" = [])),
+    responses(
+        (status = 200, description = "The event stream; the schema is that of each event \
+            (as OpenAPI 3.2's `itemSchema` puts it)", body = StreamEvent,
+            content_type = "text/event-stream"),
+        (status = 400, description = "`invalid_query`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no feed token", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: no `[feed]` configured",
+            body = ErrorEnvelope),
+        (status = 410, description = "`cursor_expired`", body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn stream(
     request: HttpRequest,
     state: web::Data<AppState>,
@@ -288,8 +354,10 @@ pub async fn stream(
                 .map_err(|_| invalid("Last-Event-ID is not a cursor of this feed"))
         })
         .transpose()?;
-    let start = match last_event_id {
-        Some(id) => Position::from_cursor(id.trim())
+    // An empty one names no event (an SSE client that has seen no `id`
+    // sends none): as if absent.
+    let start = match last_event_id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => Position::from_cursor(id)
             .map(Start::After)
             .ok_or_else(|| invalid("Last-Event-ID is not a cursor of this feed"))?,
         None => parse_after(query.after.as_deref())?,

@@ -3,22 +3,75 @@
 //! five seconds).
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::AppState;
 
+/// `GET /healthz`: `{"status":"ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Healthy {
+    pub status: Up,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Up {
+    Ok,
+}
+
+/// `GET /readyz`: the database answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    #[schema(value_type = Backend)]
+    pub database: &'static str,
+    pub status: ReadyStatus,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyStatus {
+    Ready,
+}
+
+/// The database in use.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "The process is up", body = Healthy))
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Healthy { status: Up::Ok })
 }
 
 /// The database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "The database answers", body = Ready),
+        (status = 503, description = "`storage_unavailable`", body = ErrorEnvelope),
+    )
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state
         .on_main(|store| async move { store.ping().await })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready", "database": state.store.backend() })))
+    Ok(HttpResponse::Ok().json(Ready {
+        database: state.store.backend(),
+        status: ReadyStatus::Ready,
+    }))
 }
 
 /// How often a scrape may recount `hookledger_deliveries_pending`.
@@ -33,6 +86,13 @@ pub const LEDGER_RECOUNT_MS: i64 = 5_000;
 /// most once a second by the app's clock) as well as by each relay's loop,
 /// so it is right in a process that runs no relays (`workers = 0`, or an
 /// API-only instance) and right after a change, not a loop tick later.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)",
+        body = String, content_type = "application/openmetrics-text"))
+)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let destinations = &state.config.destinations;
     if !destinations.is_empty()

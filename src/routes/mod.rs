@@ -4,13 +4,16 @@
 pub mod admin;
 pub mod admin_deliveries;
 pub mod admin_variants;
+pub mod answers;
 pub mod bearer;
 pub mod feed;
+pub mod feed_schema;
 pub mod health;
+pub mod openapi;
 pub mod unread_body;
 pub mod webhooks;
 
-use actix_web::web;
+use actix_web::{web, FromRequest, Handler, Resource, Responder};
 
 use crate::error::ApiError;
 
@@ -37,60 +40,75 @@ pub fn configure(cfg: &mut web::ServiceConfig, sources: &[String]) {
         .app_data(path_errors)
         .route("/webhooks/{source}", web::post().to(webhooks::receive))
         // Any other method on a webhook URL, configured source or not.
-        .route("/webhooks/{source}", web::route().to(post_only))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
+        .route("/webhooks/{source}", web::route().to(only("POST")))
+        .service(get("/healthz", health::healthz))
+        .service(get("/readyz", health::readyz))
+        .service(get("/metrics", health::metrics))
+        .service(get("/openapi.json", openapi::openapi_json))
         .service(
             web::scope("/admin")
                 .wrap(actix_web::middleware::from_fn(admin::require_admin))
-                .route("/duplicates", web::get().to(admin::duplicates))
-                .route("/events", web::get().to(admin::events))
-                .route("/events/{id}", web::get().to(admin::event))
-                .route("/events/{id}/replay", web::post().to(admin::replay))
-                .route(
-                    "/events/{id}/variants",
-                    web::get().to(admin_variants::variants),
-                )
-                .route("/stats", web::get().to(admin::stats))
-                .route("/deliveries", web::get().to(admin_deliveries::deliveries))
+                .service(get("/duplicates", admin::duplicates))
+                .service(get("/events", admin::events))
+                .service(get("/events/{id}", admin::event))
+                .service(post("/events/{id}/replay", admin::replay))
+                .service(get("/events/{id}/variants", admin_variants::variants))
+                .service(get("/stats", admin::stats))
+                .service(get("/deliveries", admin_deliveries::deliveries))
                 .service(
-                    web::resource("/deliveries/retry")
-                        .app_data(admin_deliveries::retry_body_config())
-                        .route(web::post().to(admin_deliveries::retry_many))
-                        // A resource answers other methods with a bare 405;
-                        // like every other path, the error envelope.
-                        .default_service(web::to(post_only)),
+                    post("/deliveries/retry", admin_deliveries::retry_many)
+                        .app_data(admin_deliveries::retry_body_config()),
                 )
-                .route(
-                    "/deliveries/{id}/retry",
-                    web::post().to(admin_deliveries::retry),
-                )
-                .route(
-                    "/destinations",
-                    web::get().to(admin_deliveries::destinations),
-                )
-                .route(
-                    "/destinations/{name}/pause",
-                    web::post().to(admin_deliveries::pause),
-                )
-                .route(
+                .service(post("/deliveries/{id}/retry", admin_deliveries::retry))
+                .service(get("/destinations", admin_deliveries::destinations))
+                .service(post("/destinations/{name}/pause", admin_deliveries::pause))
+                .service(post(
                     "/destinations/{name}/resume",
-                    web::post().to(admin_deliveries::resume),
-                ),
+                    admin_deliveries::resume,
+                )),
         )
         .service(
             web::scope("/feed")
                 .wrap(actix_web::middleware::from_fn(feed::require_feed))
-                .route("", web::get().to(feed::feed))
-                .route("/stream", web::get().to(feed::stream)),
+                .service(get("", feed::feed))
+                .service(get("/stream", feed::stream)),
         )
         .default_service(web::to(no_such_route));
 }
 
-/// `GET /webhooks/x` and the like: the error envelope, not an empty 404.
-async fn post_only() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// A resource for one GET route. A bare route answers its other methods
+/// with an empty 404 (actix tries the next route, then the default
+/// service); a resource's default service answers them 405 with `Allow`,
+/// in the error envelope.
+fn get<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(only("GET")))
+}
+
+/// The same for one POST route.
+fn post<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(only("POST")))
+}
+
+/// The handler of every method a path does not accept: 405 `method_not_allowed`
+/// naming the one it does.
+fn only(
+    method: &'static str,
+) -> impl Fn() -> std::future::Ready<Result<actix_web::HttpResponse, ApiError>> + Clone + 'static {
+    move || std::future::ready(Err(ApiError::MethodNotAllowed(method)))
 }
 
 /// Every path no route serves: the error envelope, not an empty 404.

@@ -17,15 +17,52 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
+use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::ToSchema;
 
 use crate::dedup::{self, Strategy};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::metrics::{Metrics, Outcome, UNKNOWN_SOURCE_LABEL};
 use crate::sources::{self, Source};
 use crate::state::AppState;
 use crate::store::RecordOutcome;
 
 /// `POST /webhooks/{source}`: any name, configured or not (404).
+#[utoipa::path(
+    post,
+    path = "/webhooks/{source}",
+    tag = "webhooks",
+    description = "Receives a provider's webhook. Checks run in this order, the first failure \
+        answering: unknown source (404), content type (415), size (413), signature (401), body \
+        (400); a 2xx is sent only once the delivery is committed to the ledger. The signature \
+        headers are the source's preset's (SPEC §3, §11).",
+    params(("source" = String, Path, description = "A configured source's name")),
+    request_body(
+        description = "The provider's body, as it signed it",
+        content(
+            (Object = "application/json"),
+            (HashMap<String, String> = "application/x-www-form-urlencoded"),
+        )
+    ),
+    responses(
+        (status = 202, description = "First seen: recorded, to be processed", body = WebhookAnswer),
+        (status = 200, description = "A duplicate or an ignored action (or the answer to a \
+            provider's signed handshake, never recorded)", body = WebhookOk),
+        (status = 400, description = "`invalid_payload`", body = ErrorEnvelope),
+        (status = 401, description = "`missing_signature`, `invalid_signature` or \
+            `timestamp_out_of_tolerance`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_source`", body = ErrorEnvelope),
+        (status = 408, description = "`request_timeout`: the body came too slowly",
+            body = ErrorEnvelope),
+        (status = 413, description = "`payload_too_large`", body = ErrorEnvelope),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorEnvelope),
+        (status = 429, description = "`overloaded`: retry after `Retry-After`",
+            body = ErrorEnvelope),
+        (status = 503, description = "`storage_unavailable`: retry after `Retry-After`",
+            body = ErrorEnvelope),
+    )
+)]
 pub async fn receive(
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -72,17 +109,57 @@ pub async fn receive_for(
     response
 }
 
-/// The answer's body; fields in the order `json!` would print them.
-#[derive(serde::Serialize)]
-struct Answer<'a> {
-    dedup_key: &'a str,
-    id: i64,
-    status: &'a str,
-    strategy: &'a str,
+/// A delivery recorded: its ledger row and dedup key. (Fields in sorted
+/// order, the order `json!` would print them.)
+#[derive(serde::Serialize, ToSchema)]
+pub struct WebhookAnswer<'a> {
+    pub dedup_key: &'a str,
+    /// hookledger's ledger id (of the first copy, for a duplicate).
+    pub id: i64,
+    #[schema(value_type = WebhookStatus)]
+    pub status: &'a str,
+    #[schema(value_type = super::answers::StrategyName)]
+    pub strategy: &'a str,
+}
+
+/// What became of a delivery that was not refused.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookStatus {
+    Accepted,
+    Duplicate,
+    Ignored,
+}
+
+/// A 200 of the webhook URL: a [`WebhookAnswer`], or the body a provider's
+/// handshake expects (Slack's `challenge`, Zoom's tokens), whose shape is
+/// the provider's.
+pub struct WebhookOk;
+
+impl utoipa::PartialSchema for WebhookOk {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("WebhookAnswer"))
+            .item(
+                ObjectBuilder::new()
+                    .description(Some("A provider's handshake answered, as it expects")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for WebhookOk {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            WebhookAnswer::name().into_owned(),
+            <WebhookAnswer as utoipa::PartialSchema>::schema(),
+        ));
+        <WebhookAnswer as ToSchema>::schemas(schemas);
+    }
 }
 
 fn answer((outcome, key): (RecordOutcome, String), strategy: Strategy) -> (HttpResponse, Outcome) {
-    let body = |status, id| Answer {
+    let body = |status, id| WebhookAnswer {
         dedup_key: &key,
         id,
         status,

@@ -9,12 +9,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, SqliteConnection};
 
 use super::feed::NewFeedItem;
 use super::queue::{ClaimedEvent, DomainWrite};
 use crate::config::{Config, DeliverRule};
+use utoipa::ToSchema;
 
 /// Where each source's processed events go.
 #[derive(Debug, Clone, Default)]
@@ -84,9 +86,50 @@ pub fn delivery_id(event_id: i64, replay: i64) -> String {
     }
 }
 
-/// The envelope of SPEC §7, in the Standard Webhooks payload shape. `object`
-/// is what this event's processing produced (whether or not it won the
-/// domain row), `null` when the event names no object.
+/// The envelope of SPEC §7, in the Standard Webhooks payload shape: the
+/// body of every delivery and feed item. Fields in sorted order, as
+/// `json!` wrote them before this type (stored bodies keep one shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Envelope<'a> {
+    pub data: EnvelopeData<'a>,
+    /// When processing completed (RFC 3339).
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+    /// The event's action, or null.
+    #[serde(rename = "type")]
+    pub kind: Option<&'a str>,
+}
+
+/// The event an envelope carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvelopeData<'a> {
+    pub action: Option<&'a str>,
+    #[schema(format = DateTime)]
+    pub event_time: String,
+    /// `hl_<ledger id>`: the same for every completion of the event.
+    pub id: String,
+    pub ledger_id: i64,
+    /// What this event's processing produced (the fetched document, else
+    /// the payload's object), whether or not it won the domain row; null
+    /// when the event names no object.
+    #[schema(value_type = Object)]
+    pub object: Value,
+    pub object_id: Option<&'a str>,
+    pub object_type: Option<&'a str>,
+    /// The webhook body as received; a form body as its flat object.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub provider_event_id: Option<&'a str>,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    /// 0 for the first completion, n for the n-th replay.
+    pub replay: i64,
+    pub source: &'a str,
+}
+
+/// The envelope of an event's completion, as JSON text. `object` is what
+/// this event's processing produced (whether or not it won the domain
+/// row), `null` when the event names no object.
 pub fn envelope(
     event: &ClaimedEvent,
     write: Option<&DomainWrite>,
@@ -98,25 +141,25 @@ pub fn envelope(
         (Some(write), Some(_)) => parse(&write.data),
         _ => Value::Null,
     };
-    json!({
-        "type": event.action,
-        "timestamp": crate::clock::rfc3339(completed_at_ms),
-        "data": {
-            "id": format!("hl_{}", event.id),
-            "ledger_id": event.id,
-            "replay": replay,
-            "source": event.source,
-            "provider_event_id": event.provider_event_id,
-            "action": event.action,
-            "object_type": event.object_type,
-            "object_id": event.object_id,
-            "event_time": crate::clock::rfc3339(event.event_time),
-            "received_at": crate::clock::rfc3339(event.received_at),
-            "object": object,
-            "payload": parse(&event.payload),
-        }
-    })
-    .to_string()
+    let envelope = Envelope {
+        data: EnvelopeData {
+            action: event.action.as_deref(),
+            event_time: crate::clock::rfc3339(event.event_time),
+            id: format!("hl_{}", event.id),
+            ledger_id: event.id,
+            object,
+            object_id: event.object_id.as_deref(),
+            object_type: event.object_type.as_deref(),
+            payload: parse(&event.payload),
+            provider_event_id: event.provider_event_id.as_deref(),
+            received_at: crate::clock::rfc3339(event.received_at),
+            replay,
+            source: &event.source,
+        },
+        timestamp: crate::clock::rfc3339(completed_at_ms),
+        kind: event.action.as_deref(),
+    };
+    serde_json::to_string(&envelope).expect("an envelope is always serializable")
 }
 
 /// One delivery row to insert.
@@ -267,5 +310,61 @@ mod tests {
         assert_eq!(delivery_id(42, 0), "hl_42");
         assert_eq!(delivery_id(42, 1), "hl_42-r1");
         assert_eq!(delivery_id(42, 12), "hl_42-r12");
+    }
+
+    /// The bytes `json!` wrote before the envelope had a type: stored and
+    /// delivered bodies keep one shape.
+    #[test]
+    fn the_envelope_is_written_as_before() {
+        let event = ClaimedEvent {
+            id: 42,
+            source: "stripe".into(),
+            dedup_key: "id:evt_1".into(),
+            provider_event_id: Some("evt_1".into()),
+            action: Some("invoice.paid".into()),
+            object_type: Some("invoice".into()),
+            object_id: Some("in_1".into()),
+            event_time: 1_700_000_000_000,
+            received_at: 1_700_000_000_500,
+            payload: r#"{"z":1,"a":[2]}"#.into(),
+            attempts: 1,
+            lease_token: 9,
+        };
+        let write = DomainWrite {
+            data: r#"{"id":"in_1"}"#.into(),
+        };
+        let text = envelope(&event, Some(&write), 2, 1_700_000_001_000);
+        let before = json!({
+            "type": event.action,
+            "timestamp": crate::clock::rfc3339(1_700_000_001_000),
+            "data": {
+                "id": "hl_42",
+                "ledger_id": 42,
+                "replay": 2,
+                "source": "stripe",
+                "provider_event_id": "evt_1",
+                "action": "invoice.paid",
+                "object_type": "invoice",
+                "object_id": "in_1",
+                "event_time": crate::clock::rfc3339(1_700_000_000_000),
+                "received_at": crate::clock::rfc3339(1_700_000_000_500),
+                "object": {"id": "in_1"},
+                "payload": {"a": [2], "z": 1},
+            }
+        })
+        .to_string();
+        assert_eq!(text, before);
+        let bare = ClaimedEvent {
+            action: None,
+            object_id: None,
+            object_type: None,
+            provider_event_id: None,
+            ..event
+        };
+        let text = envelope(&bare, None, 0, 0);
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(text, parsed.to_string());
+        assert_eq!(parsed["type"], Value::Null);
+        assert_eq!(parsed["data"]["object"], Value::Null);
     }
 }

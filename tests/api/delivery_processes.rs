@@ -300,7 +300,7 @@ async fn a_replay_is_delivered_behind_its_objects_deliveries_created_before_it(b
     let rig = Rig::new(backend, receiver, 8).await;
     let a = rig.start("a").await;
     let b = rig.start("b").await;
-    let process = |n: usize| if n % 2 == 0 { &a } else { &b };
+    let process = |n: usize| if n.is_multiple_of(2) { &a } else { &b };
     let mut events = Vec::new();
     for n in 0..8 {
         events.push(rig.invoice(process(n), &format!("evt_{n}"), "in_0").await);

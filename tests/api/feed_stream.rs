@@ -191,6 +191,16 @@ async fn a_stream_resumes_after_last_event_id_which_wins_over_after(backend: Bac
     assert_eq!(data["data"]["ledger_id"], ids[2], "Last-Event-ID wins");
     assert_eq!(event.id, Some(cursor(2)));
 
+    // Found by schemathesis: an empty Last-Event-ID was a 400. It names no
+    // event (an SSE client that has seen no `id` sends none): `after` holds.
+    for empty in ["", " "] {
+        let (status, _, mut stream) =
+            SseReader::open(&app, &format!("after={}", cursor(0)), Some(empty)).await;
+        assert_eq!(status, 200, "Last-Event-ID {empty:?}");
+        let (_, data) = stream.next_item(SOON).await;
+        assert_eq!(data["data"]["ledger_id"], ids[1], "Last-Event-ID {empty:?}");
+    }
+
     let (_, _, mut stream) = SseReader::open(&app, "after=now", None).await;
     let later = invoice(&app, 4, "invoice.paid").await;
     app.drain().await;
