@@ -145,6 +145,14 @@ async fn the_reconcile_command_prints_its_summary_and_fails_on_a_bad_key(backend
     let stdout = String::from_utf8_lossy(&real.stdout);
     assert!(real.status.success(), "{stdout}");
     assert_eq!(stdout.trim(), "stripe_gap: 3 listed, 3 missing, 3 recorded");
+    // One warning per event that only gap-fill found (SPEC §10), naming it.
+    let stderr = String::from_utf8_lossy(&real.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("gap-fill recorded an event that never arrived by webhook"))
+        .collect();
+    assert_eq!(warnings.len(), 3, "{stderr}");
+    assert!(warnings.iter().all(|l| l.contains("WARN")), "{stderr}");
     let gte = setup
         .stripe
         .seen()
