@@ -119,6 +119,28 @@ const PG_LOCK_HASH: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)
 /// is wrong.
 const MAX_RECORD_ROUNDS: usize = 4;
 
+/// Binds a [`NewEvent`]'s columns in the order both backends'
+/// `INSERT_EVENT` take them (source … received_at); the PostgreSQL
+/// statement's drawn id is bound after them by the caller.
+macro_rules! bind_new_event {
+    ($query:expr, $ev:expr) => {
+        $query
+            .bind(&$ev.source)
+            .bind(&$ev.dedup_key)
+            .bind($ev.strategy.as_str())
+            .bind(if $ev.ignored { "ignored" } else { "pending" })
+            .bind(&$ev.provider_event_id)
+            .bind(&$ev.action)
+            .bind(&$ev.object_type)
+            .bind(&$ev.object_id)
+            .bind($ev.event_time_ms)
+            .bind(&$ev.payload)
+            .bind(&$ev.body_hash)
+            .bind($ev.received_at_ms)
+    };
+}
+pub(super) use bind_new_event;
+
 /// The per-delivery statements. Evaluates to a `RecordOutcome` or returns
 /// the error. `$id`: the ledger id to insert it with, if it is new;
 /// `$limit`: the variant size bound.
@@ -143,19 +165,7 @@ macro_rules! record_in_tx {
                     "could not settle dedup key after {MAX_RECORD_ROUNDS} rounds"
                 ))));
             }
-            let inserted: Option<(i64,)> = sqlx::query_as(INSERT_EVENT)
-                .bind(&ev.source)
-                .bind(&ev.dedup_key)
-                .bind(ev.strategy.as_str())
-                .bind(if ev.ignored { "ignored" } else { "pending" })
-                .bind(&ev.provider_event_id)
-                .bind(&ev.action)
-                .bind(&ev.object_type)
-                .bind(&ev.object_id)
-                .bind(ev.event_time_ms)
-                .bind(&ev.payload)
-                .bind(&ev.body_hash)
-                .bind(ev.received_at_ms)
+            let inserted: Option<(i64,)> = bind_new_event!(sqlx::query_as(INSERT_EVENT), ev)
                 .bind(id)
                 .fetch_optional($conn)
                 .await?;

@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 
 use super::batch;
-use super::ledger::NewEvent;
+use super::ledger::{bind_new_event, NewEvent};
 use super::{with_pool, Store, StoreError};
 
 /// A pass's hold on its source: who holds it (a random token per pass).
@@ -78,19 +78,7 @@ macro_rules! record_listed {
                     continue;
                 }
             }
-            let mut insert = sqlx::query_as($insert)
-                .bind(&ev.source)
-                .bind(&ev.dedup_key)
-                .bind(ev.strategy.as_str())
-                .bind(if ev.ignored { "ignored" } else { "pending" })
-                .bind(&ev.provider_event_id)
-                .bind(&ev.action)
-                .bind(&ev.object_type)
-                .bind(&ev.object_id)
-                .bind(ev.event_time_ms)
-                .bind(&ev.payload)
-                .bind(&ev.body_hash)
-                .bind(ev.received_at_ms);
+            let mut insert = bind_new_event!(sqlx::query_as($insert), ev);
             if let Some(id) = $id_of(i) {
                 insert = insert.bind(id);
             }
