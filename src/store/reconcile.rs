@@ -57,6 +57,35 @@ const MARK_RECONCILED: &str = "UPDATE events SET origin = 'reconcile' WHERE id =
 /// Whether a row holds a payload-hash key of the previous bucket.
 const HOLDS_KEY: &str = "SELECT id FROM events WHERE source = $1 AND dedup_key = $2";
 
+/// In transaction `$tx`: extends `$lease` to `$until` if it is still the
+/// holder's at `$now`; whether it was.
+macro_rules! renew_in {
+    ($tx:ident, $lease:expr, $until:expr, $now:expr) => {
+        sqlx::query(RENEW)
+            .bind(&$lease.source)
+            .bind(&$lease.holder)
+            .bind($until)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
+            == 1
+    };
+}
+
+/// In transaction `$tx`: moves `$lease`'s source's cursor, when there is one.
+macro_rules! set_cursor_in {
+    ($tx:ident, $lease:expr, $cursor:expr) => {
+        if let Some(cursor) = $cursor {
+            sqlx::query(SET_CURSOR)
+                .bind(&$lease.source)
+                .bind(cursor)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
 /// Records `events` in the transaction `$tx` is in, one at a time in key
 /// order (the order ledger batches take row locks in); `$id_of(i)` is the
 /// id to insert the i-th with on PostgreSQL (ignored by SQLite's statement).
@@ -181,24 +210,7 @@ impl Store {
         source: &str,
         keys: &[String],
     ) -> Result<HashSet<String>, StoreError> {
-        let mut found = HashSet::new();
-        // Bounded statements: SQLite takes at most 32766 parameters.
-        for chunk in keys.chunks(500) {
-            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT dedup_key FROM events WHERE source = $1 AND dedup_key IN ({})",
-                list.join(", ")
-            );
-            let rows: Vec<(String,)> = with_pool!(self, pool => {
-                let mut query = sqlx::query_as(&sql).bind(source);
-                for key in chunk {
-                    query = query.bind(key);
-                }
-                query.fetch_all(pool).await?
-            });
-            found.extend(rows.into_iter().map(|(k,)| k));
-        }
-        Ok(found)
+        self.which_exist("events", "dedup_key", source, keys).await
     }
 
     /// Records listed events (each an `INSERT … ON CONFLICT DO NOTHING`, as
@@ -219,42 +231,20 @@ impl Store {
             Store::Sqlite(sqlite) => {
                 let _gate = self.write_gate().await;
                 let mut tx = sqlite.pool.begin_with("BEGIN IMMEDIATE").await?;
-                let held = sqlx::query(RENEW)
-                    .bind(&lease.source)
-                    .bind(&lease.holder)
-                    .bind(until_ms)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if held != 1 {
+                if !renew_in!(tx, lease, until_ms, now_ms) {
                     return Ok(None);
                 }
                 let ids =
                     record_listed!(tx, events, super::sqlite_ledger::INSERT_EVENT, |_| None::<
                         i64,
                     >);
-                if let Some(cursor) = cursor_ms {
-                    sqlx::query(SET_CURSOR)
-                        .bind(&lease.source)
-                        .bind(cursor)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                set_cursor_in!(tx, lease, cursor_ms);
                 tx.commit().await?;
                 Ok(Some(ids))
             }
             Store::Postgres(pg) => {
                 let mut tx = pg.pool.begin().await?;
-                let held = sqlx::query(RENEW)
-                    .bind(&lease.source)
-                    .bind(&lease.holder)
-                    .bind(until_ms)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if held != 1 {
+                if !renew_in!(tx, lease, until_ms, now_ms) {
                     return Ok(None);
                 }
                 // Object locks, then ids in listed order, as a ledger batch.
@@ -267,13 +257,7 @@ impl Store {
                 let ids = record_listed!(tx, events, super::ledger::INSERT_EVENT, |i: usize| {
                     drawn[i]
                 });
-                if let Some(cursor) = cursor_ms {
-                    sqlx::query(SET_CURSOR)
-                        .bind(&lease.source)
-                        .bind(cursor)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                set_cursor_in!(tx, lease, cursor_ms);
                 tx.commit().await?;
                 Ok(Some(ids))
             }
@@ -286,21 +270,35 @@ impl Store {
         source: &str,
         guids: &[String],
     ) -> Result<HashSet<String>, StoreError> {
+        self.which_exist("reconcile_requests", "guid", source, guids)
+            .await
+    }
+
+    /// Which of `values` a row of `table` holds in `column` for `source`
+    /// (`table` and `column` are this module's constants, never input).
+    async fn which_exist(
+        &self,
+        table: &str,
+        column: &str,
+        source: &str,
+        values: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
         let mut found = HashSet::new();
-        for chunk in guids.chunks(500) {
+        // Bounded statements: SQLite takes at most 32766 parameters.
+        for chunk in values.chunks(500) {
             let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
-                "SELECT guid FROM reconcile_requests WHERE source = $1 AND guid IN ({})",
+                "SELECT {column} FROM {table} WHERE source = $1 AND {column} IN ({})",
                 list.join(", ")
             );
             let rows: Vec<(String,)> = with_pool!(self, pool => {
                 let mut query = sqlx::query_as(&sql).bind(source);
-                for guid in chunk {
-                    query = query.bind(guid);
+                for value in chunk {
+                    query = query.bind(value);
                 }
                 query.fetch_all(pool).await?
             });
-            found.extend(rows.into_iter().map(|(g,)| g));
+            found.extend(rows.into_iter().map(|(v,)| v));
         }
         Ok(found)
     }
