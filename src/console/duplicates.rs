@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::pages::{html, Layout, Notice, PageResult};
 use super::view::{link, parse_since, EventView};
-use crate::routes::admin::{decode_cursor, encode_cursor};
+use crate::routes::admin::{decode_cursor, encode_cursor, trim_page};
 use crate::state::AppState;
 use crate::store::admin::DuplicateFilter;
 
@@ -78,20 +78,17 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<DuplicatesQuery>
     let mut rows = state
         .on_main(move |store| async move { store.duplicates(&filter, PAGE_ROWS).await })
         .await?;
-    if rows.len() as i64 > PAGE_ROWS {
-        rows.truncate(PAGE_ROWS as usize);
-        page.next = rows.last().map(|r| {
-            let cursor = encode_cursor(CURSOR_TAG, &[r.last_duplicate_at.unwrap_or(0), r.id]);
-            link(
-                "/console/duplicates",
-                &[
-                    ("source", &query.source),
-                    ("since", &query.since),
-                    ("cursor", &cursor),
-                ],
-            )
-        });
-    }
+    page.next = trim_page(&mut rows, PAGE_ROWS, |r| {
+        let cursor = encode_cursor(CURSOR_TAG, &[r.last_duplicate_at.unwrap_or(0), r.id]);
+        link(
+            "/console/duplicates",
+            &[
+                ("source", &query.source),
+                ("since", &query.since),
+                ("cursor", &cursor),
+            ],
+        )
+    });
     let now = state.clock.now_ms();
     page.rows = rows.into_iter().map(|r| EventView::new(r, now)).collect();
     Ok(html(StatusCode::OK, &page))

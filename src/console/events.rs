@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::pages::{html, see_other, Layout, Notice, PageError, PageResult};
 use super::view::{link, parse_since, pretty_json, DeliveryView, EventView};
 use crate::error::ApiError;
-use crate::routes::admin::{decode_cursor, encode_cursor, replay_event};
+use crate::routes::admin::{decode_cursor, encode_cursor, replay_event, trim_page};
 use crate::state::AppState;
 use crate::store::admin::{EventFilter, STATUSES};
 
@@ -91,20 +91,17 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<EventsQuery>) ->
     let mut rows = state
         .on_main(move |store| async move { store.events(&filter, PAGE_ROWS).await })
         .await?;
-    if rows.len() as i64 > PAGE_ROWS {
-        rows.truncate(PAGE_ROWS as usize);
-        page.next = rows.last().map(|r| {
-            link(
-                "/console/events",
-                &[
-                    ("status", &query.status),
-                    ("source", &query.source),
-                    ("since", &query.since),
-                    ("cursor", &encode_cursor(CURSOR_TAG, &[r.id])),
-                ],
-            )
-        });
-    }
+    page.next = trim_page(&mut rows, PAGE_ROWS, |r| {
+        link(
+            "/console/events",
+            &[
+                ("status", &query.status),
+                ("source", &query.source),
+                ("since", &query.since),
+                ("cursor", &encode_cursor(CURSOR_TAG, &[r.id])),
+            ],
+        )
+    });
     let now = state.clock.now_ms();
     page.events = rows.into_iter().map(|r| EventView::new(r, now)).collect();
     Ok(html(StatusCode::OK, &page))

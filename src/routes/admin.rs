@@ -149,7 +149,11 @@ pub(crate) fn decode_cursor(tag: &str, raw: &str, arity: usize) -> Result<Vec<i6
 
 /// Trims the extra row read to detect another page; the cursor of the
 /// next page, if there is one.
-fn trim_page<R>(rows: &mut Vec<R>, limit: i64, cursor: impl Fn(&R) -> String) -> Option<String> {
+pub(crate) fn trim_page<R>(
+    rows: &mut Vec<R>,
+    limit: i64,
+    cursor: impl Fn(&R) -> String,
+) -> Option<String> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     if more {

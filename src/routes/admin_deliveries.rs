@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::admin::{decode_cursor, encode_cursor, non_empty, parse_limit, parse_since};
+use super::admin::{decode_cursor, encode_cursor, non_empty, parse_limit, parse_since, trim_page};
 use super::answers::{
     opt_time, BulkRetryAnswer, DeliveryCounts, DeliveryItem, DeliveryPage, DestinationItem,
     DestinationList, Requeued, RequeuedAnswer,
@@ -112,13 +112,7 @@ pub async fn deliveries(
     let mut rows = state
         .on_main(move |store| async move { store.deliveries(&filter, limit).await })
         .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|r| encode_cursor(CURSOR_TAG, &[r.id]))
-    } else {
-        None
-    };
+    let next_cursor = trim_page(&mut rows, limit, |r| encode_cursor(CURSOR_TAG, &[r.id]));
     Ok(HttpResponse::Ok().json(DeliveryPage {
         items: rows.iter().map(DeliveryItem::from).collect(),
         next_cursor,
