@@ -10,13 +10,34 @@ use super::{with_pool, Store, StoreError};
 
 impl Store {
     /// The `pending` or `failed` event with the smallest ledger id (the
-    /// first to arrive), if any. The queue's index of due events
-    /// (`events_due`: those two statuses, by id) answers it without a scan.
+    /// first to arrive), if any, without a scan: SQLite's `events_due`
+    /// (those two statuses, by id) answers it; on PostgreSQL the oldest of
+    /// each status is the first entry of its range of `events_queue`
+    /// (written as the processing claim's walk is, in `queue.rs`, so that
+    /// the primary key cannot serve it).
     pub async fn oldest_waiting_event(&self) -> Result<Option<EventRow>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE status IN ('pending', 'failed') \
-             ORDER BY id LIMIT 1"
-        );
+        let sql = match self {
+            Store::Sqlite(_) => format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE status IN ('pending', 'failed') \
+                 ORDER BY id LIMIT 1"
+            ),
+            Store::Postgres(_) => {
+                let first = |status: &str| {
+                    format!(
+                        "SELECT id FROM (SELECT id FROM events \
+                           WHERE status IN ('pending', 'failed') \
+                             AND status >= '{status}' AND status <= '{status}' \
+                           ORDER BY status, id LIMIT 1) AS {status}"
+                    )
+                };
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE id = (SELECT MIN(id) FROM ( \
+                       {pending} UNION ALL {failed}) AS oldest)",
+                    pending = first("pending"),
+                    failed = first("failed")
+                )
+            }
+        };
         Ok(with_pool!(self, pool => {
             match sqlx::query(&sql).fetch_optional(pool).await? {
                 Some(row) => Some(EventRow::from_row(&row)?),
