@@ -139,12 +139,17 @@ fn postgres_claimable_ids() -> String {
     )
 }
 
-/// Events whose lease ran out, oldest first (on `events_leased`).
+/// Events whose lease ran out, oldest first, found on `events_leased` and
+/// then sorted (a handful). The unary `+` keeps the order off the primary
+/// key: given `ORDER BY e.id`, SQLite walked the whole table in id order
+/// looking for an expired lease (none, normally) — 29 ms per claim at
+/// 100 000 events, ~1 ms of CPU per event processed — and PostgreSQL's
+/// planner could take the same walk.
 fn expired_ids() -> String {
     format!(
         "SELECT id FROM (SELECT e.id FROM events e \
            WHERE e.status = 'processing' AND e.lease_until <= $3 AND {OBJECT_FREE} \
-           ORDER BY e.id LIMIT $4) AS expired"
+           ORDER BY +e.id LIMIT $4) AS expired"
     )
 }
 
@@ -183,20 +188,10 @@ events.provider_event_id, events.action, events.object_type, events.object_id, \
 events.event_time, events.received_at, events.payload, events.attempts, events.lease_token";
 
 impl Store {
-    /// Claims up to `limit` due events, oldest first, with a lease until
-    /// `now_ms + lease_ms`.
-    pub async fn claim(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        let token: i64 = rand::random::<i64>() & i64::MAX;
-        // `lease_secs` is unbounded in the config (the worker saturates its
-        // milliseconds at `i64::MAX`): a sum that wrapped would be a lease
-        // expired long ago, taken over again at the next poll.
-        let lease_until = now_ms.saturating_add(lease_ms);
-        let sql = match self {
+    /// The claim statement of this backend: `$1` lease token, `$2` lease
+    /// end, `$3` now, `$4` limit.
+    fn claim_sql(&self) -> String {
+        match self {
             // One statement: SQLite runs it under the write lock, so the
             // selection and the update cannot interleave with another claim.
             Store::Sqlite(_) => format!(
@@ -218,7 +213,23 @@ impl Store {
                  {RETURNING_CLAIMED}",
                 ids = postgres_claimable_ids()
             ),
-        };
+        }
+    }
+
+    /// Claims up to `limit` due events, oldest first, with a lease until
+    /// `now_ms + lease_ms`.
+    pub async fn claim(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let token: i64 = rand::random::<i64>() & i64::MAX;
+        // `lease_secs` is unbounded in the config (the worker saturates its
+        // milliseconds at `i64::MAX`): a sum that wrapped would be a lease
+        // expired long ago, taken over again at the next poll.
+        let lease_until = now_ms.saturating_add(lease_ms);
+        let sql = self.claim_sql();
         let _gate = self.write_gate().await;
         let mut claimed: Vec<ClaimedEvent> = match self {
             Store::Sqlite(sqlite) => {
@@ -439,3 +450,7 @@ impl Store {
         Ok(row.0)
     }
 }
+
+#[cfg(test)]
+#[path = "queue_plans.rs"]
+mod plans;
