@@ -15,8 +15,11 @@ use crate::metrics::Metrics;
 use crate::sources::Source;
 use crate::store::Store;
 
-/// How long a pass waits for a lease held by another process.
-pub const LEASE_WAIT: Duration = Duration::from_secs(60);
+/// How long a pass waits for a lease held by another process: a little
+/// longer than a lease lasts, so that a lease left by a crashed pass (which
+/// nobody renews) runs out while we wait, and `reconcile` run right after a
+/// crash does its pass instead of giving up.
+pub const LEASE_WAIT: Duration = Duration::from_millis(super::LEASE_MS as u64 + 10_000);
 /// How often it asks for the lease meanwhile.
 const LEASE_RETRY: Duration = Duration::from_millis(500);
 
@@ -81,4 +84,18 @@ pub async fn run(
         }
     }
     Ok(all_read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_left_by_a_crash_runs_out_within_the_wait() {
+        let lease = Duration::from_millis(super::super::LEASE_MS as u64);
+        assert!(
+            LEASE_WAIT > lease + LEASE_RETRY,
+            "{LEASE_WAIT:?} against a {lease:?} lease"
+        );
+    }
 }
