@@ -24,7 +24,7 @@ use super::settler::Settler;
 use super::{Attempt, AttemptResult};
 use crate::clock::Clock;
 use crate::config::{Config, DestinationConfig, DestinationKind};
-use crate::metrics::{DeliveryResult, Metrics};
+use crate::metrics::{DeliveryResult, Metrics, RECOUNT_SPACING};
 use crate::store::deliveries::{ClaimedDelivery, Settlement};
 use crate::store::deliveries_settle::SettleRow;
 use crate::store::queue::QueueError;
@@ -43,6 +43,9 @@ const STORE_ERROR_BACKOFF_MS: (u64, u64) = (500, 30_000);
 /// batches rather than once per finished attempt (each claim is a write,
 /// under SQLite's one write gate). Half free, it claims at once.
 const CLAIM_GATHER: Duration = Duration::from_millis(2);
+/// How often the loop recounts its backlog for `hookledger_deliveries_pending`
+/// (at least; see `gauge_every` in `run`).
+const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
 enum Transport {
     Http(HttpTransport),
@@ -194,10 +197,15 @@ impl Relay {
         tracing::info!(destination = %self.destination.name, kind = self.destination.kind.as_str(),
             concurrency, "relay started");
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
+        let mut gauge_every = GAUGE_EVERY;
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
-            if last_gauge.elapsed() >= Duration::from_secs(1) {
+            if last_gauge.elapsed() >= gauge_every {
+                let started = Instant::now();
                 self.update_pending_gauge().await;
+                // A count over a large backlog is itself work for the
+                // database: spaced like the scrape's recount (`metrics.rs`).
+                gauge_every = GAUGE_EVERY.max(started.elapsed() * RECOUNT_SPACING);
                 last_gauge = Instant::now();
             }
             let free = concurrency - in_flight.len();

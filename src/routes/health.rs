@@ -2,6 +2,8 @@
 //! costs at most one delivery count a second and one ledger count every
 //! five seconds).
 
+use std::time::Instant;
+
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -79,11 +81,14 @@ const PENDING_RECOUNT_MS: i64 = 1_000;
 
 /// How often a scrape may recount the ledger gauges: counting rows by
 /// status reads the whole ledger, so a burst of scrapes (or a caller
-/// without a token hammering `/metrics`) costs one count per interval.
+/// without a token hammering `/metrics`) costs one count per interval —
+/// and, on a ledger large enough that a count takes long, one per
+/// `RECOUNT_SPACING` times its length (`metrics.rs`).
 pub const LEDGER_RECOUNT_MS: i64 = 5_000;
 
 /// The Prometheus text. The pending-deliveries gauge is recounted here (at
-/// most once a second by the app's clock) as well as by each relay's loop,
+/// most once a second by the app's clock, spaced further when a count
+/// takes long) as well as by each relay's loop,
 /// so it is right in a process that runs no relays (`workers = 0`, or an
 /// API-only instance) and right after a change, not a loop tick later.
 #[utoipa::path(
@@ -100,10 +105,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             .metrics
             .pending_recount_due(state.clock.now_ms(), PENDING_RECOUNT_MS)
     {
-        match state
+        let started = Instant::now();
+        let counted = state
             .on_main(|store| async move { store.unfinished_by_destination().await })
-            .await
-        {
+            .await;
+        state.metrics.pending_count_took(started.elapsed());
+        match counted {
             Ok(counts) => {
                 for name in destinations.keys() {
                     let n = counts.get(name).copied().unwrap_or(0);
@@ -116,10 +123,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
     let now_ms = state.clock.now_ms();
     if state.metrics.events_recount_due(now_ms, LEDGER_RECOUNT_MS) {
-        match state
+        let started = Instant::now();
+        let counted = state
             .on_main(|store| async move { store.ledger_gauges().await })
-            .await
-        {
+            .await;
+        state.metrics.events_count_took(started.elapsed());
+        match counted {
             Ok(gauges) => {
                 let age_ms = gauges
                     .oldest_pending_received_at
