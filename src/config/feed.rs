@@ -10,6 +10,9 @@ use super::Secret;
 
 /// `feed.retention_secs` when not set: 7 days.
 pub const DEFAULT_FEED_RETENTION_SECS: u64 = 604_800;
+/// `feed.recheck_ms` when not set: how often a waiting reader looks again
+/// without being woken.
+pub const DEFAULT_FEED_RECHECK_MS: u64 = 1_000;
 
 /// The validated `[feed]` table.
 #[derive(Debug, Clone)]
@@ -21,6 +24,9 @@ pub struct FeedConfig {
     pub retention_secs: u64,
     /// The sources whose completed events the feed carries; `None`: all.
     pub sources: Option<BTreeSet<String>>,
+    /// How often a waiting reader looks again without being woken (ms):
+    /// on SQLite the only way it sees another process's commits.
+    pub recheck_ms: u64,
 }
 
 impl FeedConfig {
@@ -39,6 +45,7 @@ pub(super) struct RawFeed {
     pub(super) token: Option<Secret>,
     pub(super) retention_secs: Option<u64>,
     pub(super) sources: Option<Vec<String>>,
+    pub(super) recheck_ms: Option<u64>,
 }
 
 /// Checks `[feed]` against the configured sources: a token is required
@@ -66,6 +73,10 @@ pub(super) fn validate_feed(
     if retention_secs == 0 {
         problems.push("feed.retention_secs must be at least 1".into());
     }
+    let recheck_ms = raw.recheck_ms.unwrap_or(DEFAULT_FEED_RECHECK_MS);
+    if recheck_ms < 10 {
+        problems.push("feed.recheck_ms must be at least 10".into());
+    }
     let sources = raw.sources.map(|names| {
         for name in &names {
             // Names the file defines, whether or not their entries passed
@@ -83,6 +94,7 @@ pub(super) fn validate_feed(
         token,
         retention_secs,
         sources,
+        recheck_ms,
     })
 }
 
@@ -110,6 +122,7 @@ mod tests {
     fn a_feed_takes_its_defaults_and_covers_every_source() {
         let feed = load("[feed]\ntoken = \"f\"\n").unwrap().feed.unwrap();
         assert_eq!(feed.retention_secs, DEFAULT_FEED_RETENTION_SECS);
+        assert_eq!(feed.recheck_ms, DEFAULT_FEED_RECHECK_MS);
         assert!(feed.covers("s") && feed.covers("anything"));
         let feed = load("[feed]\ntoken = \"f\"\nsources = [\"s\"]\nretention_secs = 60\n")
             .unwrap()
@@ -122,13 +135,18 @@ mod tests {
     #[test]
     fn a_bad_feed_table_is_refused_with_every_problem() {
         let problems =
-            load("[feed]\nretention_secs = 0\nsources = [\"s\", \"nope\"]\n").unwrap_err();
+            load("[feed]\nretention_secs = 0\nrecheck_ms = 0\nsources = [\"s\", \"nope\"]\n")
+                .unwrap_err();
         assert!(
             problems.iter().any(|p| p.contains("feed.token is not set")),
             "{problems:?}"
         );
         assert!(
             problems.iter().any(|p| p.contains("retention_secs")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("recheck_ms")),
             "{problems:?}"
         );
         assert!(

@@ -11,8 +11,9 @@
 //! before it reads, then sleeps until it is notified. Two slower re-checks
 //! back it up: after a wake-up that found nothing (on PostgreSQL an item is
 //! held back until older transactions end, which notifies nobody) a few
-//! quick ones with growing gaps, and otherwise one every
-//! [`RECHECK`] (on SQLite the only way to see another process's commits).
+//! quick ones with growing gaps up to [`WOKEN_RECHECK_MAX`], and otherwise
+//! one every `feed.recheck_ms` (on SQLite the only way to see another
+//! process's commits).
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -41,10 +42,12 @@ use crate::store::Store;
 pub const DEFAULT_LIMIT: i64 = 100;
 /// `wait` at most, in seconds.
 pub const MAX_WAIT_SECS: u64 = 60;
-/// How often a waiting reader looks again without being woken.
-pub const RECHECK: Duration = Duration::from_secs(1);
 /// The first re-check after a wake-up that found nothing; doubling.
 const WOKEN_RECHECK: Duration = Duration::from_millis(5);
+/// The longest gap between the re-checks that follow a wake-up which found
+/// nothing, until something is found: the wake-up said a commit happened,
+/// and on PostgreSQL its items show once older transactions end.
+pub const WOKEN_RECHECK_MAX: Duration = Duration::from_secs(1);
 /// A comment on an idle stream at least this often (SPEC: every 15 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// Items a stream reads per query (a page: at most `MAX_PAGE_BYTES` too).
@@ -192,16 +195,31 @@ async fn read_page(
     })
 }
 
-/// How long to sleep before looking again unwoken: quick re-checks with
-/// growing gaps after a wake-up that found nothing, else [`RECHECK`].
-fn next_nap(woken: &mut Option<Duration>) -> Duration {
+/// How long to sleep before looking again unwoken: after a wake-up that
+/// found nothing, re-checks with growing gaps up to [`WOKEN_RECHECK_MAX`];
+/// else `recheck` (`feed.recheck_ms`).
+fn next_nap(woken: &mut Option<Duration>, recheck: Duration) -> Duration {
     match woken.take() {
-        Some(gap) if gap < RECHECK => {
-            *woken = Some(gap * 2);
+        Some(gap) => {
+            let gap = gap.min(WOKEN_RECHECK_MAX);
+            *woken = Some((gap * 2).min(WOKEN_RECHECK_MAX));
             gap
         }
-        _ => RECHECK,
+        None => recheck,
     }
+}
+
+/// `feed.recheck_ms` of the configured feed.
+fn recheck_of(state: &AppState) -> Duration {
+    Duration::from_millis(
+        state
+            .config
+            .feed
+            .as_ref()
+            .map_or(crate::config::feed::DEFAULT_FEED_RECHECK_MS, |feed| {
+                feed.recheck_ms
+            }),
+    )
 }
 
 /// Counts a waiting long poll for as long as it lives.
@@ -260,6 +278,7 @@ pub async fn feed(
     let mut start = start;
     let mut woken = None;
     let mut waiting = None;
+    let recheck = recheck_of(&state);
     loop {
         let mut notified = pin!(wake.signal.notified());
         // Registered before the read: a commit after it wakes us.
@@ -273,7 +292,7 @@ pub async fn feed(
             start = Start::After(page.next);
         }
         waiting.get_or_insert_with(|| Waiting::new(&state.metrics));
-        let nap = next_nap(&mut woken).min(deadline - now);
+        let nap = next_nap(&mut woken, recheck).min(deadline - now);
         tokio::select! {
             () = notified => woken = Some(WOKEN_RECHECK),
             () = tokio::time::sleep(nap) => {}
@@ -371,6 +390,7 @@ pub async fn stream(
         metrics: state.metrics.clone(),
         filter,
         tx,
+        recheck: recheck_of(&state),
     };
     state.metrics.feed_streams_add(1);
     state.runtime.spawn(streamer.run(first));
@@ -384,6 +404,8 @@ struct Streamer {
     metrics: Arc<Metrics>,
     filter: FeedFilter,
     tx: mpsc::Sender<sse::Event>,
+    /// `feed.recheck_ms`.
+    recheck: Duration,
 }
 
 impl Streamer {
@@ -412,9 +434,11 @@ impl Streamer {
                         return;
                     }
                     if more {
+                        // Found: back to waiting for the next wake-up.
+                        woken = None;
                         continue;
                     }
-                    next_nap(&mut woken)
+                    next_nap(&mut woken, self.recheck)
                 }
                 Err(FeedError::Expired) => {
                     let _ = self
@@ -524,12 +548,13 @@ mod tests {
 
     #[test]
     fn a_wake_up_that_found_nothing_re_checks_soon_then_less_often() {
+        let recheck = Duration::from_secs(3600);
         let mut woken = Some(WOKEN_RECHECK);
-        let naps: Vec<Duration> = (0..10).map(|_| next_nap(&mut woken)).collect();
+        let naps: Vec<Duration> = (0..12).map(|_| next_nap(&mut woken, recheck)).collect();
         assert_eq!(naps[0], WOKEN_RECHECK);
         assert_eq!(naps[1], WOKEN_RECHECK * 2);
-        assert_eq!(*naps.last().unwrap(), RECHECK);
+        assert_eq!(*naps.last().unwrap(), WOKEN_RECHECK_MAX);
         assert!(naps.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(next_nap(&mut None), RECHECK);
+        assert_eq!(next_nap(&mut None, recheck), recheck);
     }
 }
