@@ -88,9 +88,9 @@ pub const LEDGER_RECOUNT_MS: i64 = 5_000;
 
 /// The Prometheus text. The pending-deliveries gauge is recounted here (at
 /// most once a second by the app's clock, spaced further when a count
-/// takes long) as well as by each relay's loop,
-/// so it is right in a process that runs no relays (`workers = 0`, or an
-/// API-only instance) and right after a change, not a loop tick later.
+/// takes long) as well as by each relay's loop, so it is right in a process
+/// that runs no relays (`workers = 0`, or an API-only instance) and right
+/// after a change, not a loop tick later.
 #[utoipa::path(
     get,
     path = "/metrics",
