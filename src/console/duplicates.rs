@@ -8,7 +8,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::pages::{html, Layout, Notice, PageResult};
-use super::view::{link, parse_since, EventView};
+use super::view::{chosen, link, parse_since, source_names, EventView};
 use crate::routes::admin::{decode_cursor, encode_cursor, trim_page};
 use crate::state::AppState;
 use crate::store::admin::DuplicateFilter;
@@ -50,7 +50,7 @@ fn filter_of(q: &DuplicatesQuery) -> Result<DuplicateFilter, String> {
         }
     };
     Ok(DuplicateFilter {
-        source: Some(q.source.clone()).filter(|s| !s.is_empty()),
+        source: chosen(&q.source),
         since_ms: parse_since(&q.since)?,
         before,
     })
@@ -58,8 +58,7 @@ fn filter_of(q: &DuplicatesQuery) -> Result<DuplicateFilter, String> {
 
 pub async fn list(state: web::Data<AppState>, query: web::Query<DuplicatesQuery>) -> PageResult {
     let query = query.into_inner();
-    let mut sources: Vec<String> = state.sources.keys().cloned().collect();
-    sources.sort();
+    let sources = source_names(&state);
     let mut page = DuplicatesPage {
         layout: Layout::page("Duplicates", "/console/duplicates"),
         query: &query,

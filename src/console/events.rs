@@ -10,7 +10,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::pages::{html, see_other, Layout, Notice, PageError, PageResult};
-use super::view::{link, parse_since, pretty_json, DeliveryView, EventView};
+use super::view::{chosen, link, parse_since, pretty_json, source_names, DeliveryView, EventView};
 use crate::error::ApiError;
 use crate::routes::admin::{decode_cursor, encode_cursor, replay_event, trim_page};
 use crate::state::AppState;
@@ -60,8 +60,8 @@ fn filter_of(q: &EventsQuery) -> Result<EventFilter, String> {
         ),
     };
     Ok(EventFilter {
-        status: Some(q.status.clone()).filter(|s| !s.is_empty()),
-        source: Some(q.source.clone()).filter(|s| !s.is_empty()),
+        status: chosen(&q.status),
+        source: chosen(&q.source),
         since_ms: parse_since(&q.since)?,
         before_id,
     })
@@ -70,8 +70,7 @@ fn filter_of(q: &EventsQuery) -> Result<EventFilter, String> {
 /// `GET /console/events`.
 pub async fn list(state: web::Data<AppState>, query: web::Query<EventsQuery>) -> PageResult {
     let query = query.into_inner();
-    let mut sources: Vec<String> = state.sources.keys().cloned().collect();
-    sources.sort();
+    let sources = source_names(&state);
     let mut page = EventsPage {
         layout: Layout::page("Events", "/console/events"),
         query: &query,

@@ -6,6 +6,7 @@
 //! nothing here needs to escape HTML.
 
 use crate::clock::rfc3339;
+use crate::state::AppState;
 use crate::store::admin::EventRow;
 use crate::store::deliveries::DeliveryRow;
 
@@ -171,6 +172,18 @@ impl DeliveryView {
             row,
         }
     }
+}
+
+/// A filter form's field: `None` when left empty ("any").
+pub fn chosen(value: &str) -> Option<String> {
+    Some(value.to_string()).filter(|v| !v.is_empty())
+}
+
+/// The configured sources' names, sorted, for a filter form's select.
+pub fn source_names(state: &AppState) -> Vec<String> {
+    let mut names: Vec<String> = state.sources.keys().cloned().collect();
+    names.sort();
+    names
 }
 
 #[cfg(test)]

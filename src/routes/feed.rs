@@ -201,7 +201,6 @@ async fn read_page(
 fn next_nap(woken: &mut Option<Duration>, recheck: Duration) -> Duration {
     match woken.take() {
         Some(gap) => {
-            let gap = gap.min(WOKEN_RECHECK_MAX);
             *woken = Some((gap * 2).min(WOKEN_RECHECK_MAX));
             gap
         }

@@ -6,6 +6,7 @@
 use sqlx::FromRow;
 
 use super::admin::{EventRow, EVENT_COLUMNS};
+use super::queue::postgres_queue_range;
 use super::{with_pool, Store, StoreError};
 
 impl Store {
@@ -13,8 +14,7 @@ impl Store {
     /// first to arrive), if any, without a scan: SQLite's `events_due`
     /// (those two statuses, by id) answers it; on PostgreSQL the oldest of
     /// each status is the first entry of its range of `events_queue`
-    /// (written as the processing claim's walk is, in `queue.rs`, so that
-    /// the primary key cannot serve it).
+    /// (the processing claim's walk, `queue::postgres_queue_range`).
     pub async fn oldest_waiting_event(&self) -> Result<Option<EventRow>, StoreError> {
         let sql = match self {
             Store::Sqlite(_) => format!(
@@ -23,11 +23,10 @@ impl Store {
             ),
             Store::Postgres(_) => {
                 let first = |status: &str| {
+                    let (waiting, order) = postgres_queue_range("w", status);
                     format!(
-                        "SELECT id FROM (SELECT id FROM events \
-                           WHERE status IN ('pending', 'failed') \
-                             AND status >= '{status}' AND status <= '{status}' \
-                           ORDER BY status, id LIMIT 1) AS {status}"
+                        "SELECT id FROM (SELECT w.id FROM events w WHERE {waiting} \
+                           ORDER BY {order} LIMIT 1) AS {status}"
                     )
                 };
                 format!(

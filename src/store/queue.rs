@@ -123,12 +123,11 @@ fn claimable_ids() -> String {
 /// the ledger's.
 fn postgres_claimable_ids() -> String {
     let walk = |status: &str| {
+        let (waiting, order) = postgres_queue_range("e", status);
         format!(
             "SELECT id FROM (SELECT e.id FROM events e \
-               WHERE e.status IN ('pending', 'failed') \
-                 AND e.status >= '{status}' AND e.status <= '{status}' \
-                 AND e.next_attempt_at <= $3 AND {OBJECT_FREE} \
-               ORDER BY e.status, e.id LIMIT $4) AS {status}"
+               WHERE {waiting} AND e.next_attempt_at <= $3 AND {OBJECT_FREE} \
+               ORDER BY {order} LIMIT $4) AS {status}"
         )
     };
     format!(
@@ -136,6 +135,20 @@ fn postgres_claimable_ids() -> String {
         pending = walk("pending"),
         failed = walk("failed"),
         expired = expired_ids()
+    )
+}
+
+/// PostgreSQL: the condition for the waiting (`pending` or `failed`) rows of
+/// `events` aliased `alias` with one `status`, and the order (by id) that
+/// only `events_queue` can give them — see [`postgres_claimable_ids`] for
+/// why the primary key must not.
+pub(super) fn postgres_queue_range(alias: &str, status: &str) -> (String, String) {
+    (
+        format!(
+            "{alias}.status IN ('pending', 'failed') \
+             AND {alias}.status >= '{status}' AND {alias}.status <= '{status}'"
+        ),
+        format!("{alias}.status, {alias}.id"),
     )
 }
 
