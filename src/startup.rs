@@ -115,7 +115,11 @@ impl Application {
         );
         let relays: Vec<Relay> = relays
             .into_iter()
-            .map(|relay| relay.woken_by(worker.deliveries_written()))
+            .map(|relay| {
+                relay
+                    .woken_by(worker.deliveries_written())
+                    .handing_off(worker.handoffs())
+            })
             .collect();
         let shutdown = CancellationToken::new();
         let mut background = writers;

@@ -212,7 +212,8 @@ INSERT INTO deliveries (event_id, destination, replay, source, action, object_ty
     status, body, next_attempt_at, created_at) \
 SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
     j.value ->> 5, j.value ->> 6, 'pending', j.value ->> 7, $1, $1 \
-FROM json_each($2) AS j ORDER BY j.key";
+FROM json_each($2) AS j ORDER BY j.key \
+RETURNING id, destination";
 
 const POSTGRES_INSERT: &str = "\
 INSERT INTO deliveries (event_id, destination, replay, source, action, object_type, object_id, \
@@ -223,17 +224,19 @@ FROM UNNEST($2::bigint[], $3::text[], $4::int[], $5::text[], $6::text[], $7::tex
     $8::text[], $9::text[]) \
     WITH ORDINALITY AS d(event_id, destination, replay, source, action, object_type, \
         object_id, body, ord) \
-ORDER BY d.ord";
+ORDER BY d.ord \
+RETURNING id, destination";
 
 /// Rows are inserted in the order given (event id order within a batch), so
-/// delivery ids follow the order the events completed.
+/// delivery ids follow the order the events completed. Answers each new
+/// row's id and destination (for the hand-off, `deliveries_handoff.rs`).
 pub(super) async fn insert_sqlite(
     conn: &mut SqliteConnection,
     rows: &[NewDelivery<'_>],
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let rows: Vec<Value> = rows
         .iter()
@@ -250,23 +253,22 @@ pub(super) async fn insert_sqlite(
             ])
         })
         .collect();
-    sqlx::query(SQLITE_INSERT)
+    sqlx::query_as(SQLITE_INSERT)
         .bind(now_ms)
         .bind(Value::Array(rows).to_string())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+        .fetch_all(&mut *conn)
+        .await
 }
 
 pub(super) async fn insert_postgres(
     conn: &mut PgConnection,
     rows: &[NewDelivery<'_>],
     now_ms: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    sqlx::query(POSTGRES_INSERT)
+    sqlx::query_as(POSTGRES_INSERT)
         .bind(now_ms)
         .bind(rows.iter().map(|d| d.event.id).collect::<Vec<i64>>())
         .bind(rows.iter().map(|d| d.destination).collect::<Vec<&str>>())
@@ -296,9 +298,8 @@ pub(super) async fn insert_postgres(
                 .collect::<Vec<Option<&str>>>(),
         )
         .bind(rows.iter().map(|d| d.body.as_str()).collect::<Vec<&str>>())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+        .fetch_all(&mut *conn)
+        .await
 }
 
 #[cfg(test)]
