@@ -25,7 +25,6 @@ pub mod console;
 pub mod dedup;
 pub mod dev_values;
 pub mod error;
-pub mod handoff;
 pub mod ingest;
 pub mod json_log;
 pub mod metrics;

@@ -115,11 +115,7 @@ impl Application {
         );
         let relays: Vec<Relay> = relays
             .into_iter()
-            .map(|relay| {
-                relay
-                    .woken_by(worker.deliveries_written())
-                    .handing_off(worker.handoffs())
-            })
+            .map(|relay| relay.woken_by(worker.deliveries_written()))
             .collect();
         let shutdown = CancellationToken::new();
         let mut background = writers;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,7 +24,6 @@ use super::settler::Settler;
 use super::{Attempt, AttemptResult};
 use crate::clock::Clock;
 use crate::config::{Config, DestinationConfig, DestinationKind};
-use crate::handoff::{HandedOff, Handoffs};
 use crate::metrics::{DeliveryResult, Metrics, RECOUNT_SPACING};
 use crate::store::deliveries::{ClaimedDelivery, Settlement};
 use crate::store::deliveries_settle::SettleRow;
@@ -92,8 +91,6 @@ pub struct Relay {
     /// In the background loop, outcomes are written in batches by one
     /// settler; `run_once` and `drain` write each on its own.
     settler: Option<Settler>,
-    /// Where the background loop opens its desk for hand-offs.
-    handoffs: Option<Handoffs>,
 }
 
 impl Relay {
@@ -145,7 +142,6 @@ impl Relay {
             ))),
             wake: None,
             settler: None,
-            handoffs: None,
         }
     }
 
@@ -155,20 +151,6 @@ impl Relay {
     /// another process's deliveries are always found that way.
     pub fn woken_by(mut self, written: watch::Receiver<u64>) -> Relay {
         self.wake = Some(written);
-        self
-    }
-
-    /// This relay, taking in its background loop the deliveries this
-    /// process's completions lease to it (see `crate::handoff`).
-    pub fn handing_off(mut self, handoffs: Handoffs) -> Relay {
-        self.handoffs = Some(handoffs);
-        self
-    }
-
-    /// This relay without hand-offs: its loop finds every delivery through
-    /// a claim (what a relay of another process does).
-    pub fn claiming_only(mut self) -> Relay {
-        self.handoffs = None;
         self
     }
 
@@ -198,12 +180,9 @@ impl Relay {
         }
     }
 
-    /// The background loop: at most `concurrency` attempts in flight (one
-    /// slot each), claimed as slots free up or handed off by this process's
-    /// completions (`crate::handoff`, when [`handing_off`](Relay::handing_off)
-    /// opened a desk); idle, it sleeps until the next delivery falls due (at
-    /// most `poll_interval_ms`), deliveries are written for a claim, or a
-    /// finished attempt may have let a waiting delivery of its object go. On
+    /// The background loop: at most `concurrency` attempts in flight,
+    /// claimed as slots free up; idle, it sleeps until the next delivery
+    /// falls due (at most `poll_interval_ms`) or a slot frees up. On
     /// `shutdown` it stops claiming and lets the attempts in flight finish.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let name = self.destination.name.clone();
@@ -211,34 +190,16 @@ impl Relay {
         let (settler, settler_task) = Settler::spawn(self.store.clone(), self.clock.clone());
         self.settler = Some(settler);
         let concurrency = self.destination.concurrency.max(1);
-        let slots = Arc::new(Semaphore::new(concurrency));
-        let (tray, mut handed) = mpsc::unbounded_channel::<HandedOff>();
-        let desk = self
-            .handoffs
-            .take()
-            .map(|h| h.open(&name, slots.clone(), tray.clone()));
-        // Without a desk the tray stays open and empty, so `recv` waits.
-        let _tray = desk.is_none().then_some(tray);
         let gather_below = (concurrency / 2).max(1);
         let mut gathered = false;
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut store_backoff_ms = 0;
-        // Whether a claim may find something now; and whether, when the last
-        // one came back short, due deliveries were left that it could not
-        // take (behind one of their object in flight): then a finished
-        // attempt may free one of them.
-        let mut claim_due = true;
-        let mut blocked = false;
-        let mut deadline = tokio::time::Instant::now();
         tracing::info!(destination = %self.destination.name, kind = self.destination.kind.as_str(),
-            concurrency, handoff = desk.is_some(), "relay started");
+            concurrency, "relay started");
         let mut last_gauge = Instant::now() - Duration::from_secs(60);
         let mut gauge_every = GAUGE_EVERY;
         while !shutdown.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
-            while let Ok(h) = handed.try_recv() {
-                self.start(&mut in_flight, h.delivery, h.slot, &shutdown);
-            }
             if last_gauge.elapsed() >= gauge_every {
                 let started = Instant::now();
                 self.update_pending_gauge().await;
@@ -247,63 +208,74 @@ impl Relay {
                 gauge_every = GAUGE_EVERY.max(started.elapsed() * RECOUNT_SPACING);
                 last_gauge = Instant::now();
             }
-            let free = slots.available_permits();
-            if claim_due && free > 0 && free < gather_below && !gathered {
+            let free = concurrency - in_flight.len();
+            if free == 0 {
                 tokio::select! {
-                    Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                    Some(h) = handed.recv() => self.start(&mut in_flight, h.delivery, h.slot, &shutdown),
+                    _ = in_flight.join_next() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            if free < gather_below && !gathered {
+                tokio::select! {
+                    _ = in_flight.join_next() => {}
                     () = tokio::time::sleep(CLAIM_GATHER) => gathered = true,
                     _ = shutdown.cancelled() => {}
                 }
                 continue;
             }
-            if claim_due && free > 0 {
-                gathered = false;
-                let mut reserved: Vec<OwnedSemaphorePermit> = (0..free)
-                    .map_while(|_| slots.clone().try_acquire_owned().ok())
-                    .collect();
-                if reserved.is_empty() {
+            gathered = false;
+            let claimed = match self.claim(free).await {
+                Ok(Some(claimed)) => {
+                    store_backoff_ms = 0;
+                    claimed
+                }
+                Ok(None) => {
+                    // Paused: nothing is due before someone resumes it.
+                    store_backoff_ms = 0;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(self.poll_ms)) => {}
+                        Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
                     continue;
                 }
-                let want = reserved.len();
-                match self.claim(want).await {
-                    Ok(Some(claimed)) => {
-                        store_backoff_ms = 0;
-                        let full = claimed.len() == want;
-                        for delivery in claimed {
-                            let slot = reserved.pop().expect("a slot per claimed delivery");
-                            self.start(&mut in_flight, delivery, slot, &shutdown);
-                        }
-                        drop(reserved);
-                        if !full {
-                            claim_due = false;
-                            let (idle, due_now) = self.idle_delay().await;
-                            blocked = due_now;
-                            deadline = tokio::time::Instant::now() + idle;
-                        }
+                Err(e) => {
+                    store_backoff_ms = (store_backoff_ms * 2)
+                        .clamp(STORE_ERROR_BACKOFF_MS.0, STORE_ERROR_BACKOFF_MS.1);
+                    tracing::warn!(destination = %self.destination.name, error = %e,
+                        retry_in_ms = store_backoff_ms, "claiming deliveries failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(store_backoff_ms)) => {}
+                        _ = shutdown.cancelled() => {}
                     }
-                    Ok(None) => {
-                        // Paused: nothing is due before someone resumes it.
-                        store_backoff_ms = 0;
-                        claim_due = false;
-                        blocked = false;
-                        deadline =
-                            tokio::time::Instant::now() + Duration::from_millis(self.poll_ms);
-                    }
-                    Err(e) => {
-                        drop(reserved);
-                        store_backoff_ms = (store_backoff_ms * 2)
-                            .clamp(STORE_ERROR_BACKOFF_MS.0, STORE_ERROR_BACKOFF_MS.1);
-                        tracing::warn!(destination = %self.destination.name, error = %e,
-                            retry_in_ms = store_backoff_ms, "claiming deliveries failed");
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(store_backoff_ms)) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                    }
+                    continue;
                 }
+            };
+            let full = claimed.len() == free;
+            for delivery in claimed {
+                let relay = self.clone();
+                let shutdown = shutdown.clone();
+                // What every line about this attempt is logged with (a JSON
+                // log line carries these at its top level, SPEC §9).
+                let span = tracing::info_span!(
+                    "delivery",
+                    destination = %delivery.destination,
+                    delivery = delivery.id,
+                    event_id = delivery.event_id
+                );
+                in_flight.spawn(
+                    async move {
+                        // Errors are logged inside; the lease's expiry retries.
+                        let _ = relay.attempt(&delivery, &shutdown).await;
+                    }
+                    .instrument(span),
+                );
+            }
+            if full {
                 continue;
             }
+            let idle = self.idle_delay().await;
             let written = async {
                 let Some(wake) = wake.as_mut() else {
                     return std::future::pending().await;
@@ -314,60 +286,17 @@ impl Relay {
                 }
             };
             tokio::select! {
-                () = tokio::time::sleep_until(deadline), if !claim_due => claim_due = true,
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {
-                    if blocked {
-                        claim_due = true;
-                    }
-                }
-                // Every slot reserved by a completion that handed off less
-                // than it reserved: the slot comes back without an attempt.
-                Ok(slot) = slots.acquire(), if claim_due && free == 0 => drop(slot),
-                () = written => claim_due = true,
-                Some(h) = handed.recv() => self.start(&mut in_flight, h.delivery, h.slot, &shutdown),
+                _ = tokio::time::sleep(idle) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                () = written => {}
                 _ = shutdown.cancelled() => {}
             }
-        }
-        // No more hand-offs; those already in the tray are attempted too.
-        drop(desk);
-        handed.close();
-        while let Some(h) = handed.recv().await {
-            self.start(&mut in_flight, h.delivery, h.slot, &shutdown);
         }
         while in_flight.join_next().await.is_some() {}
         // Every attempt has its answer; the settler ends with the last handle.
         drop(self);
         let _ = settler_task.await;
         tracing::info!(destination = %name, "relay stopped");
-    }
-
-    /// Starts one attempt at `delivery` in the background, holding `slot`
-    /// until it ends.
-    fn start(
-        &self,
-        in_flight: &mut JoinSet<()>,
-        delivery: ClaimedDelivery,
-        slot: OwnedSemaphorePermit,
-        shutdown: &CancellationToken,
-    ) {
-        let relay = self.clone();
-        let shutdown = shutdown.clone();
-        // What every line about this attempt is logged with (a JSON log
-        // line carries these at its top level, SPEC §9).
-        let span = tracing::info_span!(
-            "delivery",
-            destination = %delivery.destination,
-            delivery = delivery.id,
-            event_id = delivery.event_id
-        );
-        in_flight.spawn(
-            async move {
-                // Errors are logged inside; the lease's expiry retries.
-                let _ = relay.attempt(&delivery, &shutdown).await;
-                drop(slot);
-            }
-            .instrument(span),
-        );
     }
 
     /// Claims up to `limit` deliveries due now; `None` while the
@@ -406,24 +335,19 @@ impl Relay {
         }
     }
 
-    /// How long an idle relay may sleep, and whether a delivery is due
-    /// already (one a claim could not take: it waits behind another of its
-    /// object, so a finished attempt may free it).
-    async fn idle_delay(&self) -> (Duration, bool) {
-        let (ms, due_now) = match self
+    async fn idle_delay(&self) -> Duration {
+        let ms = match self
             .store
             .next_delivery_due_at(&self.destination.name)
             .await
         {
             Ok(Some(at)) => match u64::try_from(at - self.clock.now_ms()) {
-                Ok(until) if until > 0 => (until.min(self.poll_ms), false),
-                _ => (self.poll_ms, true),
+                Ok(until) if until > 0 => until.min(self.poll_ms),
+                _ => self.poll_ms,
             },
-            Ok(None) => (self.poll_ms, false),
-            // Unknown: as before there was a way to tell.
-            Err(_) => (self.poll_ms, true),
+            _ => self.poll_ms,
         };
-        (Duration::from_millis(ms), due_now)
+        Duration::from_millis(ms)
     }
 
     /// One attempt at one claimed delivery, ending in exactly one store call.

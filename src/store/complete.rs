@@ -24,8 +24,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{PgConnection, SqliteConnection};
 
-use super::deliveries::POSTGRES_DELIVERY_CLAIM_BEGINS;
-use super::deliveries_handoff::{self as handoff, Completed, HandoffSlots};
 use super::domain_data::storable;
 use super::feed;
 use super::outbox::{self, Outbox};
@@ -182,9 +180,8 @@ async fn complete_sqlite(
     conn: &mut SqliteConnection,
     batch: &[Completion<'_>],
     outbox: &Outbox,
-    slots: &HandoffSlots<'_>,
     now_ms: i64,
-) -> Result<Completed, sqlx::Error> {
+) -> Result<Vec<bool>, sqlx::Error> {
     let mut done = vec![None; batch.len()];
     for round in rounds(batch) {
         let rows: Vec<serde_json::Value> = round
@@ -220,24 +217,17 @@ async fn complete_sqlite(
             .await?;
     }
     let (deliveries, items) = outbox::new_rows(outbox, &completed(batch, &done), now_ms);
-    let inserted = outbox::insert_sqlite(conn, &deliveries, now_ms).await?;
-    let ids = handoff::candidates(&inserted, slots);
-    let leased = handoff::lease_sqlite(conn, &ids, now_ms, slots.lease_ms).await?;
+    outbox::insert_sqlite(conn, &deliveries, now_ms).await?;
     feed::insert_sqlite(conn, &items, now_ms).await?;
-    Ok(Completed {
-        done: done.iter().map(Option::is_some).collect(),
-        left_pending: leased.len() < inserted.len(),
-        leased,
-    })
+    Ok(done.iter().map(Option::is_some).collect())
 }
 
 async fn complete_postgres(
     conn: &mut PgConnection,
     batch: &[Completion<'_>],
     outbox: &Outbox,
-    slots: &HandoffSlots<'_>,
     now_ms: i64,
-) -> Result<Completed, sqlx::Error> {
+) -> Result<Vec<bool>, sqlx::Error> {
     let mut done = vec![None; batch.len()];
     for round in rounds(batch) {
         let returned: Vec<(i64, i64)> = sqlx::query_as(POSTGRES_MARK_DONE)
@@ -272,15 +262,9 @@ async fn complete_postgres(
             .await?;
     }
     let (deliveries, items) = outbox::new_rows(outbox, &completed(batch, &done), now_ms);
-    let inserted = outbox::insert_postgres(conn, &deliveries, now_ms).await?;
-    let ids = handoff::candidates(&inserted, slots);
-    let leased = handoff::lease_postgres(conn, &ids, now_ms, slots.lease_ms).await?;
+    outbox::insert_postgres(conn, &deliveries, now_ms).await?;
     feed::insert_postgres(conn, &items, now_ms).await?;
-    Ok(Completed {
-        done: done.iter().map(Option::is_some).collect(),
-        left_pending: leased.len() < inserted.len(),
-        leased,
-    })
+    Ok(done.iter().map(Option::is_some).collect())
 }
 
 impl Store {
@@ -313,34 +297,16 @@ impl Store {
         outbox: &Outbox,
         now_ms: i64,
     ) -> Result<Vec<bool>, StoreError> {
-        let completed = self
-            .complete_batch_handing_off(batch, outbox, &HandoffSlots::default(), now_ms)
-            .await?;
-        Ok(completed.done)
-    }
-
-    /// [`complete_batch_with`](Store::complete_batch_with) that also
-    /// leases, in the same transaction, up to `slots` of the new deliveries
-    /// to each destination — those a claim could take now — to this
-    /// process's relays (`crate::handoff`); the answer lists them, and
-    /// whether any new delivery was left `pending` for a claim.
-    pub async fn complete_batch_handing_off(
-        &self,
-        batch: &[Completion<'_>],
-        outbox: &Outbox,
-        slots: &HandoffSlots<'_>,
-        now_ms: i64,
-    ) -> Result<Completed, StoreError> {
         if batch.is_empty() {
-            return Ok(Completed::default());
+            return Ok(Vec::new());
         }
-        let completed = match self {
+        let done = match self {
             Store::Sqlite(sqlite) => {
                 let _gate = self.write_gate().await;
                 let mut tx = sqlite.work.begin_with("BEGIN IMMEDIATE").await?;
-                let completed = complete_sqlite(&mut tx, batch, outbox, slots, now_ms).await?;
+                let done = complete_sqlite(&mut tx, batch, outbox, now_ms).await?;
                 tx.commit().await?;
-                completed
+                done
             }
             Store::Postgres(pg) => {
                 let mut tx = pg.pool.begin().await?;
@@ -348,20 +314,15 @@ impl Store {
                 // completion lost with the server's crash puts the event back
                 // to be processed again, never loses one; WAL order keeps it
                 // ahead of any later synchronous commit. Saves a WAL flush
-                // wait per batch. A batch that may lease deliveries first
-                // takes the relays' claim lock (shared), before any row lock,
-                // as their claims do (`deliveries_handoff.rs`).
-                let begins = if slots.is_empty() {
-                    "SET LOCAL synchronous_commit = off"
-                } else {
-                    POSTGRES_DELIVERY_CLAIM_BEGINS
-                };
-                sqlx::query(begins).execute(&mut *tx).await?;
-                let completed = complete_postgres(&mut tx, batch, outbox, slots, now_ms).await?;
+                // wait per batch.
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                let done = complete_postgres(&mut tx, batch, outbox, now_ms).await?;
                 tx.commit().await?;
-                completed
+                done
             }
         };
-        Ok(completed)
+        Ok(done)
     }
 }

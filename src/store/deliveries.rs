@@ -95,7 +95,7 @@ fn held(delivery: &ClaimedDelivery, rows_affected: u64) -> Result<(), QueueError
 /// `deliveries_object_in_flight` (one object's rows), not every lease entry
 /// of the destination (migration 0011); the expired-lease walk and the next
 /// due time state it.
-pub(super) const OBJECT_FREE: &str = "\
+const OBJECT_FREE: &str = "\
 (d.object_id IS NULL OR (NOT EXISTS ( \
     SELECT 1 FROM deliveries o \
     WHERE o.destination = d.destination AND o.source = d.source \

@@ -23,7 +23,6 @@ pub mod complete;
 pub mod console;
 pub mod deliveries;
 pub mod deliveries_admin;
-pub mod deliveries_handoff;
 pub mod deliveries_settle;
 pub mod domain;
 pub mod domain_data;

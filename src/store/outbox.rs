@@ -212,8 +212,7 @@ INSERT INTO deliveries (event_id, destination, replay, source, action, object_ty
     status, body, next_attempt_at, created_at) \
 SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
     j.value ->> 5, j.value ->> 6, 'pending', j.value ->> 7, $1, $1 \
-FROM json_each($2) AS j ORDER BY j.key \
-RETURNING id, destination";
+FROM json_each($2) AS j ORDER BY j.key";
 
 const POSTGRES_INSERT: &str = "\
 INSERT INTO deliveries (event_id, destination, replay, source, action, object_type, object_id, \
@@ -224,19 +223,17 @@ FROM UNNEST($2::bigint[], $3::text[], $4::int[], $5::text[], $6::text[], $7::tex
     $8::text[], $9::text[]) \
     WITH ORDINALITY AS d(event_id, destination, replay, source, action, object_type, \
         object_id, body, ord) \
-ORDER BY d.ord \
-RETURNING id, destination";
+ORDER BY d.ord";
 
 /// Rows are inserted in the order given (event id order within a batch), so
-/// delivery ids follow the order the events completed. Answers each new
-/// row's id and destination (for the hand-off, `deliveries_handoff.rs`).
+/// delivery ids follow the order the events completed.
 pub(super) async fn insert_sqlite(
     conn: &mut SqliteConnection,
     rows: &[NewDelivery<'_>],
     now_ms: i64,
-) -> Result<Vec<(i64, String)>, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let rows: Vec<Value> = rows
         .iter()
@@ -253,22 +250,23 @@ pub(super) async fn insert_sqlite(
             ])
         })
         .collect();
-    sqlx::query_as(SQLITE_INSERT)
+    sqlx::query(SQLITE_INSERT)
         .bind(now_ms)
         .bind(Value::Array(rows).to_string())
-        .fetch_all(&mut *conn)
-        .await
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 pub(super) async fn insert_postgres(
     conn: &mut PgConnection,
     rows: &[NewDelivery<'_>],
     now_ms: i64,
-) -> Result<Vec<(i64, String)>, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    sqlx::query_as(POSTGRES_INSERT)
+    sqlx::query(POSTGRES_INSERT)
         .bind(now_ms)
         .bind(rows.iter().map(|d| d.event.id).collect::<Vec<i64>>())
         .bind(rows.iter().map(|d| d.destination).collect::<Vec<&str>>())
@@ -298,8 +296,9 @@ pub(super) async fn insert_postgres(
                 .collect::<Vec<Option<&str>>>(),
         )
         .bind(rows.iter().map(|d| d.body.as_str()).collect::<Vec<&str>>())
-        .fetch_all(&mut *conn)
-        .await
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

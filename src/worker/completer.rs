@@ -10,13 +10,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use std::collections::HashMap;
-
 use super::{log_outcome, Outcome, Worker, COMPLETE_BATCH_MAX};
 use crate::store::complete::Completion;
-use crate::store::deliveries::{ClaimedDelivery, Settlement};
-use crate::store::deliveries_handoff::HandoffSlots;
-use crate::store::deliveries_settle::SettleRow;
 use crate::store::queue::{ClaimedEvent, DomainWrite, QueueError};
 use crate::store::StoreError;
 
@@ -30,43 +25,17 @@ impl Worker {
     /// and with it every event in the batch; their leases expire and they
     /// are processed again. A commit that appended feed items wakes this
     /// process's feed readers ([`Worker::feed_signal`]).
-    ///
-    /// Deliveries to a destination whose relay runs in this process and has
-    /// free slots are leased to it in the same transaction and passed to it
-    /// after the commit (`crate::handoff`); this process's relays are woken
-    /// only when a delivery was left for a claim.
     pub async fn complete_processed(
         &self,
         batch: &[Completion<'_>],
     ) -> Result<Vec<Outcome>, StoreError> {
-        let mut wanted: HashMap<&str, usize> = HashMap::new();
-        for (event, _) in batch {
-            for destination in self
-                .shared
-                .outbox
-                .destinations(&event.source, event.action.as_deref())
-            {
-                *wanted.entry(destination).or_default() += 1;
-            }
-        }
-        let reservation = self.shared.handoffs.reserve(&wanted);
-        let slots = HandoffSlots {
-            slots: reservation.counts(),
-            lease_ms: self.lease_ms(),
-        };
-        let completed = self
+        let done = self
             .store
-            .complete_batch_handing_off(batch, &self.shared.outbox, &slots, self.clock.now_ms())
+            .complete_batch_with(batch, &self.shared.outbox, self.clock.now_ms())
             .await?;
-        drop(slots);
-        let untaken = reservation.deliver(completed.leased);
-        if !untaken.is_empty() {
-            self.release_untaken(untaken).await;
-        }
-        if completed.left_pending {
+        if !self.shared.outbox.is_empty() && done.iter().any(|&d| d) {
             self.shared.deliveries_written.send_modify(|n| *n += 1);
         }
-        let done = completed.done;
         let fed = batch
             .iter()
             .zip(&done)
@@ -92,30 +61,6 @@ impl Worker {
                     .unwrap_or(Outcome::LeaseLost)
             })
             .collect())
-    }
-
-    /// Hands back deliveries leased to a relay that stopped before they
-    /// reached it, so that the next claim takes them instead of their
-    /// lease's expiry. A failed write leaves them to that expiry.
-    async fn release_untaken(&self, untaken: Vec<ClaimedDelivery>) {
-        let now = self.clock.now_ms();
-        let rows: Vec<SettleRow> = untaken
-            .iter()
-            .map(|d| {
-                SettleRow::new(
-                    d,
-                    Settlement::Release {
-                        reason: "handed to a relay that had stopped".into(),
-                        at_ms: now,
-                    },
-                )
-            })
-            .collect();
-        if let Err(e) = self.store.settle_deliveries(&rows, now).await {
-            tracing::warn!(error = %e, deliveries = rows.len(),
-                "could not hand back deliveries no relay took; they are claimed when their leases run out");
-        }
-        self.shared.deliveries_written.send_modify(|n| *n += 1);
     }
 }
 

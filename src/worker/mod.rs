@@ -34,7 +34,6 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::config::{Config, FetchConfig};
-use crate::handoff::Handoffs;
 use crate::metrics::{Metrics, ProcessResult};
 use crate::sources::Source;
 use crate::store::outbox::Outbox;
@@ -81,8 +80,6 @@ struct Shared {
     /// Woken after each commit that appended feed items (SPEC §8), so that
     /// this process's long polls and streams look again at once.
     feed_signal: Arc<Notify>,
-    /// The desks of this process's running relays (`crate::handoff`).
-    handoffs: Handoffs,
 }
 
 /// How one claimed event ended up.
@@ -154,7 +151,6 @@ impl Worker {
                 outbox,
                 deliveries_written: watch::Sender::new(0),
                 feed_signal: Arc::new(Notify::new()),
-                handoffs: Handoffs::default(),
             }),
         }
     }
@@ -399,16 +395,10 @@ impl Worker {
         Duration::from_millis(ms)
     }
 
-    /// Changes after every committed completion batch that left
-    /// deliveries for a claim: what this process's relays wait on when idle.
+    /// Changes after every committed completion batch that wrote
+    /// deliveries: what this process's relays wait on when idle.
     pub fn deliveries_written(&self) -> watch::Receiver<u64> {
         self.shared.deliveries_written.subscribe()
-    }
-
-    /// Where this process's running relays take the deliveries this
-    /// worker's completions lease to them (`crate::handoff`).
-    pub fn handoffs(&self) -> Handoffs {
-        self.shared.handoffs.clone()
     }
 
     fn lease_ms(&self) -> i64 {

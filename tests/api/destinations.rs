@@ -434,9 +434,7 @@ async fn an_idle_relay_is_woken_by_the_completion_that_wrote_its_delivery() {
     )
     .await;
     let stop = tokio_util::sync::CancellationToken::new();
-    // Claims only: a relay with free slots would take the delivery from
-    // the completion itself (`handoff.rs`), with no claim to wake up for.
-    let relay = tokio::spawn(app.relay("app").claiming_only().run(stop.clone()));
+    let relay = tokio::spawn(app.relay("app").run(stop.clone()));
     // Each event completes while the relay sleeps after its last claim
     // (the first one's, then the one after delivering the first event):
     // only the wake-up brings it out before the hour is up.

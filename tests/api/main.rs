@@ -34,7 +34,6 @@ mod gapfill_github;
 mod gapfill_mocks;
 mod gapfill_processes;
 mod gauges;
-mod handoff;
 mod hostile;
 mod ingest;
 mod input_edges;
