@@ -202,15 +202,21 @@ impl Store {
                  {RETURNING_CLAIMED}"
             ),
         };
-        let _gate = self.write_gate().await;
-        let mut claimed: Vec<ClaimedDelivery> = match self {
-            Store::Sqlite(sqlite) => {
-                sqlx::query_as(&sql)
+        // `$1`–`$5` of every claim statement (the walk alone uses `$3`–`$5`).
+        macro_rules! claim_args {
+            ($query:expr) => {
+                $query
                     .bind(token)
                     .bind(lease_until)
                     .bind(now_ms)
                     .bind(limit)
                     .bind(destination)
+            };
+        }
+        let _gate = self.write_gate().await;
+        let mut claimed: Vec<ClaimedDelivery> = match self {
+            Store::Sqlite(sqlite) => {
+                claim_args!(sqlx::query_as(&sql))
                     .fetch_all(&sqlite.work)
                     .await?
             }
@@ -230,23 +236,13 @@ impl Store {
                 // primary-key probe per id. The shared lock, held across
                 // both, keeps a retry or a pause from falling between them.
                 let walk = format!("SELECT id FROM ({}) AS ids", claimable_ids(POSTGRES_WALK));
-                let ids: Vec<i64> = sqlx::query_scalar(&walk)
-                    .bind(token)
-                    .bind(lease_until)
-                    .bind(now_ms)
-                    .bind(limit)
-                    .bind(destination)
+                let ids: Vec<i64> = claim_args!(sqlx::query_scalar(&walk))
                     .fetch_all(&mut *tx)
                     .await?;
                 let claimed = if ids.is_empty() {
                     Vec::new()
                 } else {
-                    sqlx::query_as(&sql)
-                        .bind(token)
-                        .bind(lease_until)
-                        .bind(now_ms)
-                        .bind(limit)
-                        .bind(destination)
+                    claim_args!(sqlx::query_as(&sql))
                         .bind(&ids)
                         .fetch_all(&mut *tx)
                         .await?
